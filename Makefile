@@ -31,6 +31,7 @@ demo: install
 	$(TW) models list
 	$(TW) models prepare smollm2-135m-instruct
 	$(TW) validate examples/quickstart/config.yaml
+	$(TW) data prepare examples/quickstart/config.yaml
 
 test: install
 	$(PY) -m pytest -q

@@ -1,0 +1,102 @@
+"""Canonical records -> OpenAI chat JSONL, alpaca JSON or sharegpt JSON.
+
+A record the target format cannot hold (tool calls in alpaca, say) is not squeezed in: it is
+listed with its reason, and the caller writes those to a file beside the export.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from tunewright.data.normalize import RowError
+from tunewright.data.records import Record, location
+from tunewright.runs import atomic_write_text
+
+ExportFormat = Literal["openai", "alpaca", "sharegpt"]
+SUFFIX = {"openai": ".jsonl", "alpaca": ".json", "sharegpt": ".json"}
+TO_SHAREGPT = {"user": "human", "assistant": "gpt", "system": "system", "tool": "observation"}
+
+
+def to_openai(record: Record) -> dict[str, Any]:
+    row: dict[str, Any] = {"messages": record["messages"]}
+    if record.get("tools"):
+        row["tools"] = record["tools"]
+    return row
+
+
+def to_alpaca(record: Record) -> dict[str, Any]:
+    messages = list(record["messages"])
+    row: dict[str, Any] = {}
+    if messages and messages[0]["role"] == "system":
+        row["system"] = messages.pop(0)["content"]
+    pairs = []
+    for i in range(0, len(messages), 2):
+        user, answer = messages[i], messages[i + 1] if i + 1 < len(messages) else None
+        if user["role"] != "user" or answer is None or answer["role"] != "assistant":
+            raise RowError("alpaca holds only user/assistant pairs ending with an answer")
+        if user.keys() - {"role", "content"} or answer.keys() - {"role", "content"}:
+            raise RowError("alpaca cannot hold tool calls, names or weights")
+        pairs.append([user["content"], answer["content"]])
+    if not pairs or record.get("tools"):
+        raise RowError("alpaca needs at least one user/assistant pair and no tools")
+    last = pairs.pop()
+    row.update({"instruction": last[0], "input": "", "output": last[1]})
+    if pairs:
+        row["history"] = pairs
+    return row
+
+
+def to_sharegpt(record: Record) -> dict[str, Any]:
+    conversations = []
+    for message in record["messages"]:
+        if message.keys() - {"role", "content", "tool_calls", "tool_call_id", "name"}:
+            raise RowError("sharegpt cannot hold per-message weights")
+        for call in message.get("tool_calls") or []:
+            function = call.get("function", {})
+            value = json.dumps(
+                {"name": function.get("name"), "arguments": _arguments(function.get("arguments"))},
+                ensure_ascii=False,
+            )
+            conversations.append({"from": "function_call", "value": value})
+        if message.get("tool_calls") and not message.get("content"):
+            continue
+        if message.get("tool_calls"):
+            raise RowError("sharegpt cannot hold text and a tool call in one turn")
+        conversations.append({"from": TO_SHAREGPT[message["role"]], "value": message["content"]})
+    row: dict[str, Any] = {"conversations": conversations}
+    if record.get("tools"):
+        row["tools"] = json.dumps(record["tools"], ensure_ascii=False)
+    return row
+
+
+def _arguments(arguments: Any) -> Any:
+    """Arguments back as JSON values where they parse; kept as the original string otherwise."""
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except json.JSONDecodeError:
+            return arguments
+    return arguments
+
+
+CONVERTERS = {"openai": to_openai, "alpaca": to_alpaca, "sharegpt": to_sharegpt}
+
+
+def export_records(records: list[Record], fmt: ExportFormat, target: Path) -> list[dict[str, Any]]:
+    """Write `records` in `fmt` to `target` atomically; returns the records that could not be
+    exported, each as {"source": "file:line", "reason": ...}."""
+    converter = CONVERTERS[fmt]
+    rows, skipped = [], []
+    for record in records:
+        try:
+            rows.append(converter(record))
+        except RowError as exc:
+            skipped.append({"source": location(record), "reason": str(exc)})
+    if fmt == "openai":
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    else:
+        text = json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
+    atomic_write_text(target, text)
+    return skipped

@@ -1,0 +1,218 @@
+"""The data stage end to end on a file with planted problems, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunewright.config import load_config
+from tunewright.data.prepare import DataGateError, prepare_data
+
+WORDS = (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho "
+    "sigma tau upsilon phi chi psi omega"
+).split()
+
+
+def long_text(seed: int, n: int = 120) -> str:
+    return " ".join(WORDS[(seed * 7 + i * (seed + 3)) % len(WORDS)] + str(i % 13) for i in range(n))
+
+
+def chat(user: str, answer: str, **extra) -> dict:
+    return {
+        "messages": [
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": answer, **extra},
+        ]
+    }
+
+
+def good(i: int) -> dict:
+    return chat(
+        f"Question number {i}: what is {i} plus {i}?",
+        f"The answer to question {i} is {2 * i}, computed carefully.",
+    )
+
+
+def planted_files(folder: Path) -> tuple[Path, Path]:
+    near_a = chat("Summarise this please.", long_text(1))
+    words = long_text(1).split()
+    words[60] = "changed"
+    near_b = chat("Summarise this please.", " ".join(words))
+    bad_order = {
+        "messages": [
+            {"role": "assistant", "content": "I speak first, which is wrong."},
+            {"role": "user", "content": "Hello?"},
+        ]
+    }
+    bad_tool = {
+        "messages": [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city": "Oslo"'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "3 degrees"},
+            {"role": "assistant", "content": "It is three degrees in Oslo today."},
+        ]
+    }
+    lines = [
+        json.dumps(good(1)),  # 1
+        json.dumps(near_a),  # 2
+        '{"messages": [bad json',  # 3 unreadable
+        json.dumps(chat("Say nothing", "   ")),  # 4 empty output
+        json.dumps(good(1)),  # 5 exact duplicate of 1
+        json.dumps(near_b),  # 6 near-duplicate of 2
+        json.dumps(bad_order),  # 7 bad role order
+        json.dumps(bad_tool),  # 8 invalid tool-call JSON
+    ]
+    raw = "\n".join(lines).encode() + b'\n{"messages": "caf\xe9"}\n'  # 9 undecodable
+    raw += "".join(json.dumps(good(i)) + "\n" for i in range(10, 40)).encode()  # 10..39
+    train = folder / "train.jsonl"
+    train.write_bytes(raw)
+    leaked = good(25)  # train line 25
+    evalf = folder / "eval.jsonl"
+    evalf.write_text(
+        json.dumps(good(100))
+        + "\n"
+        + json.dumps(leaked)
+        + "\n"
+        + "".join(json.dumps(good(i)) + "\n" for i in range(101, 106))
+    )
+    return train, evalf
+
+
+def config_for(folder: Path, model: Path) -> Path:
+    path = folder / "config.yaml"
+    path.write_text(
+        f"name: planted\nmodel:\n  name: {model}\n"
+        "data:\n  train: train.jsonl\n  eval: eval.jsonl\n  max_seq_len: 4096\n"
+    )
+    return path
+
+
+@pytest.fixture
+def planted(tmp_path, tiny_model_dir):
+    train, evalf = planted_files(tmp_path)
+    return config_for(tmp_path, tiny_model_dir), train, evalf
+
+
+def test_report_names_each_planted_problem_at_its_line(planted, run_cli):
+    config, train, evalf = planted
+    code, out, err = run_cli("data", "validate", str(config), "--json")
+    assert code == 1
+    report = json.loads(out)
+    checks = report["checks"]
+    t = str(train)
+    assert checks["unreadable"]["examples"] == [f"{t}:3", f"{t}:9"]
+    assert checks["empty_output"]["examples"] == [f"{t}:4"]
+    assert checks["exact_duplicate"]["examples"] == [f"{t}:5"]
+    assert checks["near_duplicate"]["examples"] == [f"{t}:6"]
+    assert checks["bad_conversation"]["examples"] == [f"{t}:7"]
+    assert checks["invalid_tool_call"]["examples"] == [f"{t}:8"]
+    assert report["leaks"]["examples"] == [f"{evalf}:2"]
+    assert f"{t}:25" in report["leaks"]["reasons"][0]
+    rows = report["rows"]
+    assert rows["total"] == 39 + 7
+    assert rows["train"] + rows["eval"] + rows["rejected"] == rows["total"]
+    assert "data checks failed" in err
+
+
+def test_prepare_fails_under_default_gates_and_passes_relaxed(planted, run_cli):
+    config, train, _ = planted
+    code, _, err = run_cli("data", "prepare", str(config))
+    assert code == 1
+    assert "data.max_invalid_fraction" in err and "leak from train" in err
+    data_dir = config.parent / "runs" / "planted" / "data"
+    assert not (data_dir / "manifest.json").exists()
+    assert not (data_dir / "train.jsonl").exists()
+    assert (data_dir / "rejected.jsonl").is_file()
+
+    code, _, err = run_cli(
+        "data", "prepare", str(config), "data.max_invalid_fraction=0.5", "data.allow_leakage=true"
+    )
+    assert code == 0, err
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    assert set(manifest["outputs"]) == {
+        "train.jsonl",
+        "eval.jsonl",
+        "rejected.jsonl",
+        "validation.json",
+    }
+    rejected = [json.loads(x) for x in (data_dir / "rejected.jsonl").read_text().splitlines()]
+    assert sorted(r["source"] for r in rejected) == sorted(
+        f"{train}:{n}" for n in (3, 4, 5, 7, 8, 9)
+    )
+    assert all(r["reason"] for r in rejected)
+    train_rows = (data_dir / "train.jsonl").read_text().splitlines()
+    eval_rows = (data_dir / "eval.jsonl").read_text().splitlines()
+    assert len(train_rows) + len(eval_rows) + len(rejected) == 39 + 7
+
+
+def test_split_from_train_is_deterministic(tmp_path, tiny_model_dir):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(good(i)) + "\n" for i in range(50)))
+    path = tmp_path / "c.yaml"
+    path.write_text(f"model:\n  name: {tiny_model_dir}\ndata:\n  train: train.jsonl\n")
+    first = prepare_data(load_config(path))
+    second = prepare_data(load_config(path))
+    assert [r["source"] for r in first.eval] == [r["source"] for r in second.eval]
+    assert len(first.eval) == 5 and len(first.train) == 45
+    reseeded = prepare_data(load_config(path, ["seed=7"]))
+    assert [r["source"] for r in reseeded.eval] != [r["source"] for r in first.eval]
+
+
+def test_truncation_gate(tmp_path, tiny_model_dir):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(good(i)) + "\n" for i in range(20)))
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"model:\n  name: {tiny_model_dir}\ndata:\n  train: train.jsonl\n  max_seq_len: 8\n"
+    )
+    with pytest.raises(DataGateError, match=r"data\.max_truncated_fraction"):
+        prepare_data(load_config(path))
+    report = json.loads((tmp_path / "runs" / "default" / "data" / "validation.json").read_text())
+    assert report["tokens"]["truncated"] == 20
+    assert report["tokens"]["tokens_cut_max"] > 0
+
+
+def test_export_and_render_after_prepare(tmp_path, tiny_model_dir, run_cli):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(good(i)) + "\n" for i in range(20)))
+    path = tmp_path / "c.yaml"
+    path.write_text(f"model:\n  name: {tiny_model_dir}\ndata:\n  train: train.jsonl\n")
+    code, _, err = run_cli("data", "export", str(path), "--to", "alpaca")
+    assert code == 1 and "data prepare" in err
+    assert run_cli("data", "prepare", str(path))[0] == 0
+    for fmt, name in (
+        ("openai", "train.jsonl"),
+        ("alpaca", "train.json"),
+        ("sharegpt", "train.json"),
+    ):
+        code, out, err = run_cli(
+            "data", "export", str(path), "--to", fmt, "--out", str(tmp_path / fmt)
+        )
+        assert code == 0, err
+        assert (tmp_path / fmt / name).is_file()
+    alpaca = json.loads((tmp_path / "alpaca" / "train.json").read_text())
+    assert len(alpaca) == 18 and {"instruction", "input", "output"} <= set(alpaca[0])
+    code, out, err = run_cli("data", "render", str(path), "--index", "0")
+    assert code == 0, err
+    assert "with loss" in out
+
+
+def test_inspect_a_bare_data_file(tmp_path, run_cli, tiny_model_dir):
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\ngreat film,positive\nawful film,negative\n")
+    code, out, err = run_cli("data", "inspect", str(train), f"model.name={tiny_model_dir}")
+    assert code == 0, err
+    assert "2 rows, format classification" in out
