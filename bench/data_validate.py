@@ -4,7 +4,9 @@
 
 The dataset is built in memory: varied instructions and answers over a 20,000-word Zipf-like
 vocabulary, with 0.5% planted exact duplicates and 0.5% planted near-duplicates (a copy whose
-answer has its last word changed). The figures printed are one `key: value` per line.
+answer has its last word changed). Near-duplicate precision and recall are against those planted
+copies; two small side sets measure sensitivity (one word changed mid-text in 40-word texts) and
+false alarms between template siblings. The figures printed are one `key: value` per line.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from collections import Counter
 
 import numpy as np
 
-from tunewright.data.checks import check_records, find_leaks, near_duplicate_groups
+from tunewright.data.checks import (
+    check_records,
+    duplicate_index,
+    find_leaks,
+    near_duplicate_groups,
+)
 from tunewright.data.records import Record, make_record
 
 VERBS = ["Explain", "Describe", "Summarize", "List", "Compare", "Write", "Give", "Suggest"]
@@ -60,6 +67,32 @@ def make_dataset(rows: int, seed: int) -> tuple[list[Record], int, int]:
     return records, planted, planted
 
 
+def mid_text_edit_recall(seed: int, pairs: int = 1000) -> float:
+    """Share of 40-word answers found again with one word changed in the middle."""
+    rng = np.random.default_rng(seed)
+    vocabulary = make_vocabulary(rng, 2000)
+    records = []
+    for n in range(pairs):
+        words = [vocabulary[i] for i in rng.integers(0, len(vocabulary), 40)]
+        for answer in (words, [*words[:20], f"edit{n}", *words[21:]]):
+            messages = [{"role": "user", "content": "Describe it."}]
+            messages.append({"role": "assistant", "content": " ".join(answer)})
+            records.append(make_record(messages, "instruction", "bench.jsonl", len(records) + 1))
+    found = [f for f in check_records(records) if f.check == "near_duplicate"]
+    return sum(f.index % 2 == 1 for f in found) / pairs
+
+
+def template_siblings_flagged(rows: int = 2000) -> int:
+    """Near-duplicates flagged among rows filled from one template with different numbers."""
+    records = []
+    for n in range(rows):
+        messages = [{"role": "user", "content": f"Question number {n}: what is {n} plus {n}?"}]
+        answer = f"The answer to question {n} is {2 * n}, computed carefully."
+        messages.append({"role": "assistant", "content": answer})
+        records.append(make_record(messages, "instruction", "bench.jsonl", n + 1))
+    return sum(f.check == "near_duplicate" for f in check_records(records))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -84,13 +117,28 @@ def main() -> None:
     print(f"found_exact_duplicates: {counts['exact_duplicate']}")
     print(f"planted_near_duplicates: {near}")
     print(f"found_near_duplicates: {counts['near_duplicate']}")
+    # Planted near copies are the last rows, every other one from len(records) - 2 * near + 1.
+    planted = set(range(len(records) - 2 * near + 1, len(records), 2))
+    flagged = {f.index for f in findings if f.check == "near_duplicate"}
+    print(f"near_duplicate_precision: {len(flagged & planted) / max(len(flagged), 1):.3f}")
+    print(f"near_duplicate_recall: {len(flagged & planted) / max(len(planted), 1):.3f}")
     for check in sorted(counts.keys() - {"exact_duplicate", "near_duplicate"}):
         print(f"found_{check}: {counts[check]}")
+    print(f"mid_text_edit_recall_40_words: {mid_text_edit_recall(args.seed):.3f}")
+    print(f"template_siblings_flagged: {template_siblings_flagged()} of 2000")
 
     # The other two passes `data prepare` makes: grouping for the split, and a 90/10 leak check.
     start = time.perf_counter()
     near_duplicate_groups(records)
     print(f"near_duplicate_groups_seconds: {time.perf_counter() - start:.2f}")
+    # As `data prepare` runs them: one index for checks and for grouping the kept rows.
+    start = time.perf_counter()
+    duplicates = duplicate_index(records)
+    found = check_records(records, duplicates=duplicates)
+    rejected = {f.index for f in found if f.check == "exact_duplicate"}
+    kept = [r for i, r in enumerate(records) if i not in rejected]
+    near_duplicate_groups(kept, duplicates=duplicates)
+    print(f"checks_and_groups_sharing_index_seconds: {time.perf_counter() - start:.2f}")
     cut = len(records) * 9 // 10
     start = time.perf_counter()
     leaks = find_leaks(records[:cut], records[cut:])  # planted copies sit at the end: most leak

@@ -336,6 +336,29 @@ def data_render(
         )
 
 
+@app.command()
+def train(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last complete checkpoint.")
+    ] = False,
+) -> None:
+    """Fine-tune the model on the prepared data (runs the data stage first when needed)."""
+    from tunewright.config import load_config
+    from tunewright.train import train_model
+
+    cfg = load_config(config, overrides)
+    result = train_model(cfg, resume=resume, console=err)
+    metrics = result.metrics
+    out.print(
+        f"[green]trained[/green] {metrics['steps']} steps: loss {metrics['first_loss']:.4f}"
+        f" -> {metrics['final_loss']:.4f}, eval loss {metrics['eval_loss']}, "
+        f"{metrics['tokens_per_s']} tokens/s"
+    )
+    out.print(f"saved {result.output_dir}")
+
+
 def print_data_report(report: dict) -> None:
     """The validation report as a terminal table."""
     rows = report["rows"]

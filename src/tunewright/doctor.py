@@ -16,7 +16,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn", "prometheus_client"),
     "trackers": ("wandb", "mlflow"),
     "quant": ("bitsandbytes",),
-    "eval": ("sacrebleu", "rouge_score", "scipy", "matplotlib"),
+    "eval": ("sacrebleu", "rouge_score", "scipy"),
     "openai": ("openai", "tiktoken"),
 }
 CORE = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")

@@ -269,9 +269,19 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[RawRow]:
             header = next(reader)
         except StopIteration:
             return
+        except csv.Error as exc:
+            raise InputFileError(f"{name}:1: malformed CSV header: {exc}") from None
         width = len(header)
         start = reader.line_num + 1
-        for fields in reader:
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # e.g. a bare carriage return inside an unquoted field
+                yield RawRow(name, start, error=f"malformed CSV row: {exc}")
+                start = reader.line_num + 1
+                continue
             end = reader.line_num
             if not fields:
                 start = end + 1

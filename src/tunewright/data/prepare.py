@@ -16,6 +16,7 @@ from typing import Any
 
 from tunewright.config import Config
 from tunewright.data import checks
+from tunewright.data.dedup import DuplicateIndex
 from tunewright.data.load import LoadStats, RawRow, expand_inputs, iter_rows, load_hub_dataset
 from tunewright.data.normalize import RowError, apply_columns, detect_format, normalize_row
 from tunewright.data.records import Record, location
@@ -85,13 +86,15 @@ def analyze(config: Config, tokenizer: Any | None = None) -> Analysis:
     held_out = load_side(config, data.eval, "eval") if data.eval else Loaded()
     rejected = train.rejected + held_out.rejected
     findings: list[checks.Finding] = []
-    kept_train = _apply_checks(config, train.records, rejected, findings)
+    # One MinHash index serves the checks and, after rejection, the split's duplicate groups.
+    duplicates = checks.duplicate_index(train.records, config.seed)
+    kept_train = _apply_checks(config, train.records, rejected, findings, duplicates)
     kept_eval = _apply_checks(config, held_out.records, rejected, findings)
     if data.eval:
         train_records, eval_records = kept_train, kept_eval
     else:
         groups = checks.near_duplicate_groups(
-            kept_train, data.near_duplicate_threshold, config.seed
+            kept_train, data.near_duplicate_threshold, config.seed, duplicates=duplicates
         )
         train_idx, eval_idx = split_records(kept_train, data.eval_fraction, config.seed, groups)
         train_records = [kept_train[i] for i in train_idx]
@@ -115,6 +118,7 @@ def _apply_checks(
     records: list[Record],
     rejected: list[dict[str, Any]],
     findings: list[checks.Finding],
+    duplicates: DuplicateIndex | None = None,
 ) -> list[Record]:
     """Run the per-record checks; records with a rejecting finding move to `rejected`."""
     found = checks.check_records(
@@ -122,6 +126,7 @@ def _apply_checks(
         min_words=config.data.min_words,
         near_duplicate_threshold=config.data.near_duplicate_threshold,
         seed=config.seed,
+        duplicates=duplicates,
     )
     findings.extend(found)
     reasons: dict[int, checks.Finding] = {}

@@ -1,9 +1,4 @@
-import json
-import os
 import random
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
@@ -12,6 +7,7 @@ from tunewright.data.checks import (
     REJECTING,
     WARNINGS,
     check_records,
+    duplicate_index,
     find_leaks,
     label_distribution,
     minimum_count_warnings,
@@ -19,7 +15,7 @@ from tunewright.data.checks import (
 )
 from tunewright.data.records import make_record
 
-# 48 made-up words: random 5-word runs over them almost never repeat by chance.
+# 48 made-up words: random 3-word runs over them rarely repeat by chance.
 WORDS = [f"{stem}{end}" for stem in ("ka", "lo", "mi", "ra", "te", "su") for end in "nrlstmpx"]
 
 
@@ -110,91 +106,37 @@ def test_exact_duplicate_names_the_later_row_and_the_first():
     ]
 
 
-def test_case_difference_is_not_an_exact_duplicate():
-    record = distinct(1)[0]
-    upper = qa(record["messages"][0]["content"].upper(), record["messages"][1]["content"], 5)
-    assert only(check_records([record, upper]), "exact_duplicate") == []
-
-
-def test_duplicate_findings_do_not_depend_on_pythonhashseed():
-    script = textwrap.dedent(
-        """
-        import hashlib, json, random
-        from tunewright.data.checks import _Sketch, check_records, near_duplicate_groups
-        from tunewright.data.records import make_record
-        rng = random.Random(7)
-        vocab = [f"w{i}" for i in range(60)]
-        texts = [" ".join(rng.choice(vocab) for _ in range(30)) for _ in range(40)]
-        texts += [texts[3], texts[5] + " extra", texts[8]]
-        records = [
-            make_record([{"role": "user", "content": "q"}, {"role": "assistant", "content": t}],
-                        "instruction", "f.jsonl", n + 1)
-            for n, t in enumerate(texts)
-        ]
-        found = [[f.check, f.location, f.other, f.detail] for f in check_records(records)]
-        # The signatures themselves, not only the findings they lead to, must be reproducible.
-        signatures = hashlib.sha1(_Sketch.build(texts, seed=0).signatures.tobytes()).hexdigest()
-        print(json.dumps([found, near_duplicate_groups(records), signatures]))
-        """
-    )
-    outputs = []
-    for hash_seed in ("0", "12345"):
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        result = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
-        )
-        outputs.append(json.loads(result.stdout))
-    assert outputs[0] == outputs[1]
-    found, groups, _ = outputs[0]
-    assert [f[0] for f in found] == ["exact_duplicate", "near_duplicate", "exact_duplicate"]
-    assert [f[2] for f in found] == ["f.jsonl:4", "f.jsonl:6", "f.jsonl:9"]
-    assert groups[40:] == [3, 5, 8]
-
-
 def edited(original: list[str], position: int, replacement: str = "zeppelin") -> str:
     changed = list(original)
     changed[position] = replacement
     return " ".join(changed)
 
 
-def test_near_duplicate_finds_a_copy_with_one_word_changed():
+def test_near_duplicate_finds_a_copy_with_one_word_changed_at_the_default():
     original = words(40, 1)
     records = [qa("Describe it.", " ".join(original), 1), *distinct(5, 10)]
     records.append(qa("Describe it.", edited(original, 20), 30))
-    # Prompt and answer are 42 words, so 38 five-word shingles; one word changed mid-text
-    # alters 5 of them: Jaccard 33/43 = 0.77, under the default 0.85.
-    assert only(check_records(records), "near_duplicate") == []
-    found = check_records(records, near_duplicate_threshold=0.7)
+    # Prompt and answer are 42 words, so 40 three-word shingles; one word changed mid-text
+    # alters 3 of them: Jaccard 37/43 = 0.86, over the default 0.85.
+    found = check_records(records)
     assert [(f.check, f.location, f.other, f.detail) for f in found] == [
-        ("near_duplicate", "f.jsonl:30", "f.jsonl:1", "near-duplicate, Jaccard 0.77")
+        ("near_duplicate", "f.jsonl:30", "f.jsonl:1", "near-duplicate, Jaccard 0.86")
     ]
+    assert check_records(records, near_duplicate_threshold=0.9) == []
 
 
-def test_near_duplicate_at_default_threshold_for_an_edit_at_the_end():
-    original = words(40, 2)
-    records = [qa("Describe it.", " ".join(original), 1), *distinct(5, 10)]
-    records.append(qa("Describe it.", " ".join(original) + " indeed", 30))
-    found = check_records(records)
-    assert [(f.check, f.location, f.other) for f in found] == [
-        ("near_duplicate", "f.jsonl:30", "f.jsonl:1")
-    ]
-
-
-def test_unrelated_texts_are_not_near_duplicates():
-    records = [qa("Describe it.", text(40, seed), seed) for seed in range(1, 30)]
-    assert only(check_records(records, near_duplicate_threshold=0.5), "near_duplicate") == []
-
-
-def test_short_texts_use_character_shingles():
+def test_template_siblings_are_not_near_duplicates():
+    # Same template, different numbers: five tokens differ, Jaccard 2/28.
     records = [
-        qa("Sentiment?", "wonderful", 1, task="classification", label="wonderful"),
-        qa("Sentiment?", "wonderfull", 2, task="classification", label="wonderfull"),
-        qa("Sentiment?", "terrible", 3, task="classification", label="terrible"),
+        qa(
+            f"Question number {n}: what is {n} plus {n}?",
+            f"The answer to question {n} is {2 * n}, computed carefully.",
+            n,
+        )
+        for n in (12, 13)
     ]
-    found = check_records(records)
-    assert [(f.check, f.location, f.other) for f in found] == [
-        ("near_duplicate", "f.jsonl:2", "f.jsonl:1")
-    ]
+    assert check_records(records) == []
+    assert near_duplicate_groups(records) == [0, 1]
 
 
 def test_near_duplicate_groups_link_exact_and_near_copies():
@@ -208,16 +150,30 @@ def test_near_duplicate_groups_link_exact_and_near_copies():
     assert near_duplicate_groups(records) == [0, 1, 2, 0, 0]
 
 
-def test_a_crowded_cluster_of_near_copies_is_one_group():
-    # 40 copies of one text, each with a different last word, crowd the same LSH buckets: more
-    # rows than the per-bucket comparison window, so linking relies on chaining through it.
-    base = text(40, 4)
-    records = [qa("Describe it.", f"{base} tail{n}", n + 1) for n in range(40)]
-    records += distinct(3, 100)
-    assert near_duplicate_groups(records) == [0] * 40 + [40, 41, 42]
-    found = check_records(records)
-    assert [f.index for f in found] == list(range(1, 40))
-    assert {f.check for f in found} == {"near_duplicate"}
+def test_one_index_serves_the_checks_and_the_groups_of_the_rows_kept():
+    # `data prepare` indexes every row once, checks them, then groups the rows it kept.
+    original = words(40, 3)
+    records = [
+        qa("Describe it.", " ".join(original), 1),
+        *distinct(3, 10),
+        qa("Hello there?", "", 20),  # rejected: empty_output
+        qa("Describe it.", edited(original, 20), 21),
+        qa("Describe it.", " ".join(original), 22),  # rejected: exact_duplicate
+    ]
+    duplicates = duplicate_index(records, seed=5)
+    found = check_records(records, seed=5, duplicates=duplicates)
+    assert found == check_records(records, seed=5)
+    rejected = {f.index for f in found if f.check in REJECTING}
+    assert rejected == {4, 6}
+    kept = [r for i, r in enumerate(records) if i not in rejected]
+    groups = near_duplicate_groups(kept, seed=5, duplicates=duplicates)
+    assert groups == near_duplicate_groups(kept, seed=5) == [0, 1, 2, 3, 0]
+
+
+def test_an_index_built_with_another_seed_is_refused():
+    records = distinct(3)
+    with pytest.raises(ValueError, match="indexed with seed 1, not 0"):
+        check_records(records, duplicates=duplicate_index(records, seed=1))
 
 
 @pytest.mark.parametrize(

@@ -105,3 +105,11 @@ def test_missing_and_unknown_files(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputFileError, match="folder holds no data files"):
         expand_inputs([tmp_path / "empty"])
+
+
+def test_csv_bare_carriage_return_rejects_only_that_row(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"text,label\nfine,pos\nbro\rken,neg\nalso fine,neg\n")
+    rows = list(iter_rows(path))
+    assert [(r.line, r.error is None) for r in rows] == [(2, True), (3, False), (4, True)]
+    assert rows[1].error.startswith("malformed CSV row")

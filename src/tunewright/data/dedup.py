@@ -1,0 +1,429 @@
+"""Duplicate detection over texts: exact copies (a digest of the normalised text) and near copies
+(MinHash over word 3-shingles, LSH banding, then the exact Jaccard of each candidate pair).
+
+Texts are normalised first: NFC, and every run of whitespace as one space. Shingles are
+lower-cased. All hashing is blake2b or seeded numpy arithmetic, so results never depend on
+PYTHONHASHSEED.
+
+    DuplicateIndex(texts, seed)        MinHash signatures of the distinct texts: the costly step
+      .links(threshold[, texts])       exact and near links among indexed texts -> Links
+    Links.groups()                     a group id per text, for keeping copies on one split side
+    cross_duplicates(train, eval, t)   eval texts that copy a train text, exactly or nearly
+    shared_ngrams(train, eval, n)      eval texts sharing a run of n words with a train text
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_NUM_PERM = 64  # MinHash permutations; the estimate's std error is <= 0.5/sqrt(64) = 0.0625
+# One word changed mid-text alters k of the n - k + 1 word k-shingles: Jaccard (n - 2k + 1) /
+# (n + 1). With k = 3 that is 0.85 at 40 words; k = 5 needed ~100 words to reach the default.
+_SHINGLE_WORDS = 3
+# Texts with fewer words get character 5-shingles: a handful of word shingles is too coarse (one
+# typo in a 4-word text leaves 1 of 3 shingles shared) and 0-2 words have none at all.
+_CHAR_SHINGLES_BELOW = 5
+_SHINGLE_CHARS = 5
+_MIN_RECALL = 0.99  # LSH banding is chosen so pairs at the threshold become candidates this often
+_ESTIMATE_MARGIN = 0.2  # > 3 std errors: candidates estimated this far below are not verified
+_BUCKET_WINDOW = 8  # in a crowded LSH bucket, pair each text with this many before it
+_CHUNK_VALUES = 1 << 22  # shingle x permutation values per MinHash block (32 MiB of uint64)
+_TOKEN = re.compile(r"\w+|\x00")  # words, and the separator placed between texts
+_TEXTS_PER_PASS = 4096
+
+
+@dataclass(frozen=True)
+class Links:
+    """Exact and near duplication among a list of texts."""
+
+    # Per text, the index of the first text equal to it after normalisation; itself when it is
+    # that first text, or when it is empty (empty texts are nobody's duplicate).
+    firsts: list[int]
+    # Verified near-duplicate pairs (i, j, Jaccard) among first copies: i < j, sorted by j then i.
+    near: list[tuple[int, int, float]]
+
+    def groups(self) -> list[int]:
+        """A group id per text: texts linked, directly or through others, share one. The id is
+        the group's smallest index, so it is stable for a given input order."""
+        groups = _UnionFind(len(self.firsts))
+        for i, first in enumerate(self.firsts):
+            groups.union(first, i)
+        for i, j, _ in self.near:
+            groups.union(i, j)
+        return [groups.root(i) for i in range(len(self.firsts))]
+
+
+class DuplicateIndex:
+    """MinHash signatures of the distinct non-empty texts given, computed once.
+
+    Signatures are the costly part (~17 µs a text); `links` then finds duplicates among all the
+    indexed texts or any list of them, e.g. those left after rejecting some, for ~2 µs a text."""
+
+    def __init__(self, texts: Iterable[str], seed: int = 0) -> None:
+        self.seed = seed
+        normalised = [_normalise(text) for text in texts]
+        self._digests = _digests(normalised)
+        _, unique = _first_copies(self._digests)
+        self._rows = {self._digests[i]: row for row, i in enumerate(unique)}  # -> sketch row
+        self._sketch = _Sketch.build([normalised[i] for i in unique], seed)
+        # (distinct non-empty texts, 64) uint64, in the order first seen.
+        self.signatures: np.ndarray = self._sketch.signatures
+
+    def links(self, threshold: float, texts: Iterable[str] | None = None) -> Links:
+        """Links among `texts` (by default the texts indexed), whose indices refer to `texts`.
+
+        Every text must have been indexed; the answer is the same as from a new index of them."""
+        digests = self._digests if texts is None else _digests(map(_normalise, texts))
+        firsts, unique = _first_copies(digests)
+        rows = [self._rows.get(digests[i], -1) for i in unique]
+        if -1 in rows:
+            raise ValueError("links() was given a text that the index was not built from")
+        sketch = self._sketch.select(np.array(rows, dtype=np.int64))
+        pairs = _candidate_pairs(_band_keys(sketch.signatures, threshold), left=None)
+        verified = sketch.verify(pairs, threshold)
+        return Links(firsts, [(unique[a], unique[b], jaccard) for a, b, jaccard in verified])
+
+
+def cross_duplicates(
+    train_texts: Iterable[str], eval_texts: Iterable[str], threshold: float
+) -> dict[int, tuple[int, float | None]]:
+    """For each eval text that copies a train text: that train text's index and their Jaccard,
+    or None for an exact copy (equal after normalisation). An exact copy is named when there is
+    one, the first train text with that text; otherwise the first verified near copy."""
+    train = [_normalise(text) for text in train_texts]
+    evals = [(j, text) for j, text in enumerate(map(_normalise, eval_texts)) if text]
+    # One copy of each train text keeps LSH buckets small; which copy is named does not matter.
+    train_digests = _digests(train)
+    _, keep = _first_copies(train_digests)
+    first = {train_digests[i]: i for i in keep}
+    exact = ((j, first.get(_digest(text))) for j, text in evals)
+    found: dict[int, tuple[int, float | None]] = {j: (i, None) for j, i in exact if i is not None}
+    sketch = _Sketch.build([train[i] for i in keep] + [text for _, text in evals], seed=0)
+    pairs = _candidate_pairs(_band_keys(sketch.signatures, threshold), left=len(keep))
+    for a, b, jaccard in sketch.verify(pairs, threshold, cross=True):
+        found.setdefault(evals[b - len(keep)][0], (keep[a], jaccard))
+    return found
+
+
+def shared_ngrams(
+    train_texts: Sequence[str], eval_texts: Sequence[str], n: int
+) -> dict[int, tuple[int, str]]:
+    """For each eval text sharing a run of `n` words (case-insensitive) with a train text: that
+    train text's index and the run's first 8 words ("..." after them when `n` > 8)."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    tokens = _Tokens.of([*train_texts, *eval_texts])
+    hashes, owners, starts = _ngram_hashes(tokens.hashes(), tokens.lengths, n)
+    is_train = owners < len(train_texts)
+    order = np.argsort(hashes[is_train], kind="stable")  # ties keep the earliest train text
+    train_hashes = hashes[is_train][order]
+    train_owner, train_start = owners[is_train][order], starts[is_train][order]
+    eval_hashes, eval_owner, eval_start = hashes[~is_train], owners[~is_train], starts[~is_train]
+    at = np.minimum(np.searchsorted(train_hashes, eval_hashes), max(len(train_hashes) - 1, 0))
+    hits = np.flatnonzero(train_hashes[at] == eval_hashes) if len(train_hashes) else []
+    # The first shared run of each eval text (runs are in eval order).
+    _, first = np.unique(eval_owner[hits], return_index=True)
+    found: dict[int, tuple[int, str]] = {}
+    for k in np.asarray(hits, dtype=np.int64)[first].tolist():
+        a, b = int(eval_start[k]), int(train_start[at[k]])
+        # Equal hashes of different words are possible in principle; compare the words.
+        if np.array_equal(tokens.ids[a : a + n], tokens.ids[b : b + n]):
+            words = " ".join(tokens.vocab[t] for t in tokens.ids[a : a + min(n, 8)])
+            j = int(eval_owner[k]) - len(train_texts)
+            found[j] = (int(train_owner[at[k]]), words + (" ..." if n > 8 else ""))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalising and hashing
+
+
+def _normalise(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _digests(normalised: Iterable[str]) -> list[bytes | None]:
+    """Digest of each normalised text; None for an empty one."""
+    return [_digest(text) if text else None for text in normalised]
+
+
+def _first_copies(digests: list[bytes | None]) -> tuple[list[int], list[int]]:
+    """Per text the index of the first text with its digest (itself when empty), and the
+    indices of those first texts, in order."""
+    seen: dict[bytes, int] = {}
+    firsts = [i if d is None else seen.setdefault(d, i) for i, d in enumerate(digests)]
+    unique = [i for i, first in enumerate(firsts) if first == i and digests[i] is not None]
+    return firsts, unique
+
+
+@dataclass
+class _Tokens:
+    """Lower-cased word tokens of many texts, back to back, as ids into `vocab`."""
+
+    vocab: list[str]
+    ids: np.ndarray  # int64 token ids of all texts, concatenated
+    lengths: np.ndarray  # tokens per text
+
+    @classmethod
+    def of(cls, texts: Sequence[str]) -> _Tokens:
+        index = {"\x00": 0}  # token -> id; id 0 ends each text
+        parts = [np.zeros(0, np.int64)]
+        # A regex pass and a dict lookup per token, both in C, over a few thousand texts at a
+        # time: fast, without holding a Python string for every token of every text at once.
+        for start in range(0, len(texts), _TEXTS_PER_PASS):
+            chunk = texts[start : start + _TEXTS_PER_PASS]
+            joined = ("\x00".join(chunk) + "\x00").lower()
+            if joined.count("\x00") != len(chunk):  # a text holds the separator itself
+                joined = ("\x00".join(t.replace("\x00", " ") for t in chunk) + "\x00").lower()
+            found = _TOKEN.findall(joined)
+            for token in dict.fromkeys(found):  # new tokens get the next ids, in order seen
+                index.setdefault(token, len(index))
+            parts.append(np.fromiter(map(index.__getitem__, found), np.int64, len(found)))
+        ids = np.concatenate(parts)
+        lengths = np.diff(np.flatnonzero(ids == 0), prepend=-1) - 1
+        return cls(list(index), ids[ids != 0], lengths)
+
+    def hashes(self) -> np.ndarray:
+        """A stable 64-bit hash per token position (blake2b of each distinct token, once)."""
+        digests = b"".join(
+            hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+            for t in self.vocab
+        )
+        return np.frombuffer(digests, dtype="<u8").astype(np.uint64)[self.ids]
+
+
+def _splitmix(values: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a cheap, well-mixed, stable 64-bit hash of integers."""
+    x = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _ngram_hashes(
+    base: np.ndarray, lengths: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hash of every run of `n` consecutive items inside each text, with the text it belongs to
+    and its start in `base` (the items of all texts back to back). uint64 arithmetic wraps,
+    so each hash is a polynomial in the item hashes mod 2^64, with one odd multiplier per
+    position so that order matters."""
+    per_text = np.maximum(lengths - n + 1, 0)
+    count = len(base) - n + 1
+    if count <= 0 or not per_text.any():
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    multipliers = _splitmix(np.arange(1, n + 1)) | np.uint64(1)
+    hashes = base[:count] * multipliers[0]
+    scratch = np.empty_like(hashes)
+    for k in range(1, n):
+        hashes += np.multiply(base[k : k + count], multipliers[k], out=scratch)
+    # Drop runs that cross into the next text: the last min(n - 1, length) starts of each.
+    crossing = lengths - per_text
+    first_crossing = np.cumsum(lengths) - crossing
+    step = np.arange(crossing.sum()) - np.repeat(np.cumsum(crossing) - crossing, crossing)
+    dropped = np.repeat(first_crossing, crossing) + step
+    valid = np.ones(count, bool)
+    valid[dropped[dropped < count]] = False
+    owners = np.repeat(np.arange(len(lengths)), per_text)
+    return hashes[valid], owners, np.flatnonzero(valid)
+
+
+class _UnionFind:
+    """Disjoint sets over 0..n-1; each set's root is its smallest member."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def root(self, i: int) -> int:
+        parent = self.parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]  # path halving keeps the trees shallow
+            i = parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.root(a), self.root(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+# ---------------------------------------------------------------------------------------------
+# MinHash sketch, LSH candidates and their verification
+
+
+@dataclass
+class _Sketch:
+    """MinHash signatures of non-empty normalised texts (one row each), and their shingles."""
+
+    signatures: np.ndarray  # (rows, _NUM_PERM) uint64
+    shingles: np.ndarray  # shingle hashes of all rows, each row's together
+    starts: np.ndarray  # row k's shingles are shingles[starts[k]:ends[k]]
+    ends: np.ndarray
+
+    @classmethod
+    def build(cls, texts: Sequence[str], seed: int) -> _Sketch:
+        # Shingling's token arrays are freed before MinHash, whose blocks then set the peak.
+        shingles, offsets = _shingles(texts)
+        return cls(_minhash(shingles, offsets, seed), shingles, offsets[:-1], offsets[1:])
+
+    def select(self, rows: np.ndarray) -> _Sketch:
+        """The sketch of some rows, in the order given (shingles are shared, not copied)."""
+        return _Sketch(self.signatures[rows], self.shingles, self.starts[rows], self.ends[rows])
+
+    def verify(
+        self, pairs: np.ndarray, threshold: float, *, cross: bool = False
+    ) -> list[tuple[int, int, float]]:
+        """The candidate pairs (i, j), sorted by j then i, whose exact shingle Jaccard is at
+        least `threshold`.
+
+        A pair is skipped when verifying it cannot change the outcome: j already has its first
+        match and (unless `cross`, where one match per eval row is enough) i and j are already
+        linked through verified pairs. A cluster of near-copies then costs about one
+        verification per row, however many candidate pairs it makes."""
+        pairs = pairs[self._estimates(pairs) >= threshold - _ESTIMATE_MARGIN]
+        links = _UnionFind(len(self.signatures))
+        matched: set[int] = set()
+        verified = []
+        for i, j in pairs.tolist():
+            if j in matched and (cross or links.root(i) == links.root(j)):
+                continue
+            left, right = self._set(i), self._set(j)
+            shared = np.intersect1d(left, right, assume_unique=True).size
+            jaccard = shared / (left.size + right.size - shared)
+            if jaccard >= threshold:
+                verified.append((i, j, jaccard))
+                matched.add(j)
+                links.union(i, j)
+        return verified
+
+    def _estimates(self, pairs: np.ndarray) -> np.ndarray:
+        """MinHash Jaccard estimate per pair: the share of equal signature values."""
+        estimates = np.empty(len(pairs))
+        step = 1 << 16  # pairs per pass: 2 x 65,536 x 64 x 8 bytes = 64 MiB of gathered rows
+        for start in range(0, len(pairs), step):
+            chunk = pairs[start : start + step]
+            equal = self.signatures[chunk[:, 0]] == self.signatures[chunk[:, 1]]
+            estimates[start : start + step] = equal.mean(axis=1)
+        return estimates
+
+    def _set(self, row: int) -> np.ndarray:
+        return np.unique(self.shingles[self.starts[row] : self.ends[row]])
+
+
+def _shingles(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle hashes of non-empty texts, each text's together, and the offset where each
+    text's begin, then the end: word 3-shingles, or character 5-shingles for short texts."""
+    tokens = _Tokens.of(texts)
+    shingles, owners, _ = _ngram_hashes(tokens.hashes(), tokens.lengths, _SHINGLE_WORDS)
+    short = tokens.lengths < _CHAR_SHINGLES_BELOW
+    if short.any():
+        keep = ~short[owners]
+        rows = np.flatnonzero(short)
+        chars, char_owners = _char_shingles([texts[i].lower() for i in rows])
+        shingles = np.concatenate([shingles[keep], chars])
+        owners = np.concatenate([owners[keep], rows[char_owners]])
+        order = np.argsort(owners, kind="stable")  # group every text's shingles together
+        shingles, owners = shingles[order], owners[order]
+    offsets = np.concatenate(([0], np.cumsum(np.bincount(owners, minlength=len(texts)))))
+    # Invariant: a non-empty text has >= 1 shingle, so every MinHash minimum is defined.
+    assert (np.diff(offsets) > 0).all(), "a text without shingles"
+    return shingles, offsets
+
+
+def _char_shingles(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Character 5-shingle hashes of short texts, and the text each belongs to."""
+    padded = [t.ljust(_SHINGLE_CHARS) for t in texts]  # so that each has at least one
+    codes = np.frombuffer("".join(padded).encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    lengths = np.array([len(t) for t in padded])
+    hashes, owners, _ = _ngram_hashes(_splitmix(codes), lengths, _SHINGLE_CHARS)
+    return hashes, owners
+
+
+def _minhash(shingles: np.ndarray, offsets: np.ndarray, seed: int) -> np.ndarray:
+    """(rows, _NUM_PERM) minimum of (a * h + b) mod 2^64 over each row's shingle hashes h, for
+    _NUM_PERM seeded (a, b): each is a bijection of 64-bit values, so a hash permutation."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2**64, size=_NUM_PERM, dtype=np.uint64, endpoint=False) | np.uint64(1)
+    b = rng.integers(0, 2**64, size=_NUM_PERM, dtype=np.uint64, endpoint=False)
+    rows = len(offsets) - 1
+    signatures = np.empty((rows, _NUM_PERM), np.uint64)
+    per_block = max(1, _CHUNK_VALUES // _NUM_PERM)  # shingles per block
+    start = 0
+    while start < rows:
+        # Rows whose shingles fit one block (always at least one row).
+        stop = int(np.searchsorted(offsets, offsets[start] + per_block, side="right")) - 1
+        stop = min(max(stop, start + 1), rows)
+        block = shingles[offsets[start] : offsets[stop]]
+        starts = offsets[start:stop] - offsets[start]
+        # Permutations per pass, so that one very long text still fits the block budget.
+        step = max(1, min(_NUM_PERM, _CHUNK_VALUES // max(len(block), 1)))
+        for p in range(0, _NUM_PERM, step):
+            q = min(p + step, _NUM_PERM)
+            # Permutations along axis 0 so each reduceat runs over contiguous memory (~6x
+            # faster than reducing down columns).
+            values = a[p:q, None] * block[None, :]
+            values += b[p:q, None]
+            signatures[start:stop, p:q] = np.minimum.reduceat(values, starts, axis=1).T
+        start = stop
+    return signatures
+
+
+def _band_keys(signatures: np.ndarray, threshold: float) -> np.ndarray:
+    """(rows, bands) LSH keys: each band's signature values hashed into one uint64.
+
+    Rows per band is the largest that still makes a pair at `threshold` a candidate with
+    probability >= _MIN_RECALL (1 - (1 - t^r)^b); more rows per band means fewer false
+    candidates to verify."""
+    rows_per_band = 1
+    for r in (2, 4, 8, 16, 32, 64):
+        if _NUM_PERM % r == 0 and 1 - (1 - threshold**r) ** (_NUM_PERM // r) >= _MIN_RECALL:
+            rows_per_band = r
+    bands = _NUM_PERM // rows_per_band
+    multipliers = _splitmix(np.arange(1, rows_per_band + 1)) | np.uint64(1)
+    shaped = signatures.reshape(len(signatures), bands, rows_per_band)
+    return (shaped * multipliers).sum(axis=2, dtype=np.uint64)
+
+
+def _candidate_pairs(keys: np.ndarray, left: int | None) -> np.ndarray:
+    """(pairs, 2) row pairs (i, j), i < j, that share an LSH bucket in some band, sorted by j
+    then i. With `left`, only train x eval pairs, i < left <= j.
+
+    Each row is paired with the _BUCKET_WINDOW eligible rows just before it in its bucket and
+    with the bucket's first row, so small buckets give all their pairs and a crowded one
+    (templated texts) costs O(rows x window) rather than O(rows^2); chains through the window
+    still link a cluster into one group."""
+    rows = len(keys)
+    codes = [np.zeros(0, np.int64)]  # j * rows + i, so that sorting orders by j, then i
+    for band in range(keys.shape[1]):
+        order = np.argsort(keys[:, band], kind="stable")  # equal keys keep ascending rows
+        ordered = keys[order, band]
+        new = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+        bucket_start = np.maximum.accumulate(np.where(new, np.arange(rows), 0))
+        # Only positions with a row before them in their bucket can pair.
+        positions = np.flatnonzero(~new)
+        start = bucket_start[positions]
+        if left is None:
+            end = positions  # partners: the rows before this one
+        else:
+            # In a bucket train rows come first, so an eval row's partners end where they do.
+            trains_before = np.cumsum(order < left) - (order < left)
+            end = start + trains_before[positions] - trains_before[start]
+            keep = order[positions] >= left
+            positions, start, end = positions[keep], start[keep], end[keep]
+        j = order[positions] * rows
+        for back in range(1, _BUCKET_WINDOW + 1):
+            ok = end - back >= start
+            codes.append(j[ok] + order[end[ok] - back])
+        first = end - _BUCKET_WINDOW > start  # the bucket's first row, when out of the window
+        codes.append(j[first] + order[start[first]])
+    unique = np.unique(np.concatenate(codes))
+    return np.stack([unique % max(rows, 1), unique // max(rows, 1)], axis=1)

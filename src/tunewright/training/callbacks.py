@@ -1,0 +1,170 @@
+"""Trainer callbacks: progress display, metrics log, divergence guard, overfitting warning and
+checkpoint completion marks."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from transformers import TrainerCallback
+
+from tunewright.runs import atomic_write_json
+
+COMPLETE_MARK = "tunewright-complete.json"
+
+
+class ProgressCallback(TrainerCallback):
+    """One progress bar: step, loss, non-padding tokens/s and ETA."""
+
+    def __init__(self, tokens_seen: Callable[[], int], console: Console | None = None) -> None:
+        self.tokens_seen = tokens_seen
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.start = 0.0
+        self.start_tokens = 0
+        self.loss = float("nan")
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        self.progress = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} tok/s"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task = self.progress.add_task(
+            "train", total=state.max_steps, completed=state.global_step, loss="-", speed="-"
+        )
+        self.start, self.start_tokens = time.perf_counter(), self.tokens_seen()
+        self.progress.start()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.progress is None:
+            return
+        elapsed = time.perf_counter() - self.start
+        speed = (self.tokens_seen() - self.start_tokens) / elapsed if elapsed > 0 else 0.0
+        self.progress.update(
+            self.task, completed=state.global_step, speed=f"{speed:.0f}", loss=f"{self.loss:.4f}"
+        )
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self.loss = float(logs["loss"])
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+class MetricsLogCallback(TrainerCallback):
+    """Appends every log entry (train loss, eval loss, lr, tokens/s) to metrics.jsonl."""
+
+    def __init__(self, path: Path, tokens_seen: Callable[[], int]) -> None:
+        self.path = path
+        self.tokens_seen = tokens_seen
+        self.start = time.perf_counter()
+        self.start_tokens = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.start, self.start_tokens = time.perf_counter(), self.tokens_seen()
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        elapsed = time.perf_counter() - self.start
+        entry = {
+            "step": state.global_step,
+            "epoch": state.epoch,
+            **logs,
+            "tokens_seen": self.tokens_seen(),
+            "tokens_per_s": round((self.tokens_seen() - self.start_tokens) / elapsed, 2)
+            if elapsed > 0
+            else None,
+        }
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, default=_plain) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    return float(value) if hasattr(value, "__float__") else str(value)
+
+
+class DivergenceGuard(TrainerCallback):
+    """Stops at the first NaN/inf loss, without saving the broken weights."""
+
+    def __init__(self) -> None:
+        self.diverged_at: int | None = None
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged_at = state.global_step
+            control.should_training_stop = True
+            control.should_save = False
+            control.should_evaluate = False
+
+
+class OverfitWarning(TrainerCallback):
+    """Warns once when eval loss rose at two evaluations in a row while train loss fell."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.train_losses: list[float] = []
+        self.points: list[tuple[float, float]] = []  # (train loss, eval loss) at each eval
+        self.warning: str | None = None
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self.train_losses.append(float(logs["loss"]))
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any
+    ) -> None:
+        if not metrics or "eval_loss" not in metrics or not self.train_losses:
+            return
+        recent = self.train_losses[-5:]
+        self.points.append((sum(recent) / len(recent), float(metrics["eval_loss"])))
+        if self.warning is None and len(self.points) >= 3:
+            (t0, e0), (t1, e1), (t2, e2) = self.points[-3:]
+            if e2 > e1 > e0 and t2 < t1 < t0:
+                self.warning = (
+                    f"possible overfitting at step {state.global_step}: eval loss "
+                    f"rose {e0:.4f} -> {e2:.4f} while train loss fell "
+                    f"{t0:.4f} -> {t2:.4f}"
+                )
+                self.console.print(f"[yellow]warning:[/yellow] {self.warning}")
+
+
+class CheckpointMark(TrainerCallback):
+    """Marks a checkpoint complete once the Trainer has finished writing it, so `--resume`
+    never picks one that was being written when the process died."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            atomic_write_json(
+                folder / COMPLETE_MARK, {"step": state.global_step, "epoch": state.epoch}
+            )
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint that carries the completion mark."""
+    marked = [p for p in folder.glob("checkpoint-*") if (p / COMPLETE_MARK).is_file()]
+    return max(marked, key=lambda p: int(p.name.split("-")[1]), default=None)

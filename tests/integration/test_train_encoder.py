@@ -1,0 +1,62 @@
+"""Classification with the embedded encoder (all-MiniLM-L6-v2) and a classification head."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tunewright.config import load_config
+from tunewright.train import build_job, run_job
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_encoder_classifier_trains_and_reloads(tmp_path, method):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from tunewright.models import resolve_model
+
+    good = ["great", "lovely", "wonderful", "excellent", "superb"]
+    bad = ["awful", "terrible", "boring", "dreadful", "poor"]
+    rows = [
+        {"text": f"The film was {w} number {i}", "label": "pos" if w in good else "neg"}
+        for i in range(4)
+        for w in good + bad
+    ]
+    (tmp_path / "train.csv").write_text(
+        "text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows)
+    )
+    (tmp_path / "c.yaml").write_text(
+        "model:\n  name: minilm-l6\ndata:\n  train: train.csv\n  max_seq_len: 64\n"
+        f"train:\n  method: {method}\n  max_steps: 3\n  batch_size: 8\n  grad_accum: 1\n"
+        "  learning_rate: 0.0005\n  report_to: []\n"
+    )
+    config = load_config(tmp_path / "c.yaml")
+    job = build_job(config)
+    before = {n: p.detach().clone() for n, p in job.model.named_parameters() if p.requires_grad}
+    result = run_job(config, job)
+    changed = [
+        n
+        for n, p in job.model.named_parameters()
+        if n in before and not torch.equal(before[n], p.detach())
+    ]
+    assert len(changed) >= len(before) // 2
+    assert job.extra["labels"] == ["neg", "pos"]
+
+    folder = resolve_model("minilm-l6")
+    if method == "full":
+        reloaded = AutoModelForSequenceClassification.from_pretrained(result.output_dir)
+    else:
+        base = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
+        reloaded = PeftModel.from_pretrained(base, result.output_dir)
+    batch = job.tokenizer(["The film was great"], return_tensors="pt")
+    job.model.eval()
+    reloaded.eval()
+    with torch.no_grad():
+        assert torch.allclose(job.model(**batch).logits, reloaded(**batch).logits, atol=1e-5)
+    manifest = json.loads((tmp_path / "runs" / "default" / "train" / "manifest.json").read_text())
+    assert manifest["labels"] == ["neg", "pos"]

@@ -1,0 +1,46 @@
+"""Trackers write real files offline: TensorBoard events, a W&B offline run, an MLflow store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from tunewright.config import load_config
+from tunewright.train import train_model
+
+
+def test_trackers_write_offline_runs(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)  # anything written relative to the cwd would show up here
+    rows = [
+        {"instruction": f"Add {i} and {i}.", "output": f"The answer is {2 * i}, of course."}
+        for i in range(20)
+    ]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "c.yaml").write_text(
+        f"model:\n  name: {tiny_model_dir}\ndata:\n  train: train.jsonl\n"
+        "train:\n  max_steps: 3\n  batch_size: 4\n  grad_accum: 1\n"
+        "  report_to: [tensorboard, wandb, mlflow]\n"
+    )
+    train_model(load_config(tmp_path / "c.yaml"))
+    stage = tmp_path / "runs" / "default" / "train"
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((stage / "tensorboard").rglob("events.out.*")).parent))
+    events.Reload()
+    assert len(events.Scalars("train/loss")) == 3
+
+    offline = list((stage / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
+
+    with sqlite3.connect(stage / "mlflow.db") as db:
+        steps = db.execute("select step from metrics where key = 'loss' order by step").fetchall()
+    assert [s for (s,) in steps] == [1, 2, 3]
+    assert not (tmp_path / "mlruns").exists()
+
+    assert (stage / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = [json.loads(x) for x in (stage / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3]
+    assert all(m["tokens_per_s"] > 0 for m in metrics if "loss" in m)

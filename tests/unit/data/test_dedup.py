@@ -1,0 +1,184 @@
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tunewright.data.dedup import DuplicateIndex, Links, cross_duplicates, shared_ngrams
+
+# 48 made-up words: random 3-word runs over them rarely repeat within a text by chance.
+WORDS = [f"{stem}{end}" for stem in ("ka", "lo", "mi", "ra", "te", "su") for end in "nrlstmpx"]
+
+
+def words(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [rng.choice(WORDS) for _ in range(count)]
+
+
+def text(count: int, seed: int) -> str:
+    return " ".join(words(count, seed))
+
+
+def edited(original: list[str], position: int, replacement: str = "zeppelin") -> str:
+    changed = list(original)
+    changed[position] = replacement
+    return " ".join(changed)
+
+
+def links(texts: list[str], threshold: float = 0.85) -> Links:
+    return DuplicateIndex(texts).links(threshold)
+
+
+def test_exact_copies_name_the_first_after_normalising_whitespace_and_unicode():
+    first = text(30, 1)
+    spaced = "  " + first.replace(" ", " \n\t")
+    texts = [first, text(30, 2), spaced, "Cafe\u0301 au lait", "Caf\u00e9 au lait", first]
+    assert links(texts).firsts == [0, 1, 0, 3, 3, 0]
+
+
+def test_a_case_difference_is_a_near_copy_not_an_exact_one():
+    first = text(30, 1)
+    assert links([first, first.upper()]) == Links([0, 1], [(0, 1, 1.0)])
+
+
+def test_empty_texts_are_nobodys_copy():
+    assert links(["", " \n", text(30, 1), ""]) == Links([0, 1, 2, 3], [])
+
+
+@pytest.mark.parametrize("length", [40, 60, 100])
+def test_one_word_changed_mid_text_is_a_near_copy_at_the_default(length):
+    # n words make n - 2 three-word shingles and one changed word alters 3 of them, so Jaccard
+    # is (n - 5) / (n + 1): 0.854 at 40 words (five-word shingles gave 0.756).
+    original = words(length, length)
+    found = links([" ".join(original), text(40, 7), edited(original, length // 2)])
+    assert found.near == [(0, 2, pytest.approx((length - 5) / (length + 1)))]
+
+
+def test_one_word_changed_in_30_words_is_under_the_default():
+    # 25/31 = 0.81: below ~40 words a one-word edit needs a lower threshold to be flagged.
+    original = words(30, 30)
+    texts = [" ".join(original), edited(original, 15)]
+    assert links(texts).near == []
+    assert links(texts, threshold=0.8).near == [(0, 1, pytest.approx(25 / 31))]
+
+
+def test_an_edit_at_the_end_is_a_near_copy():
+    original = text(40, 2)
+    found = links([original, text(40, 3), original + " indeed"])
+    assert found.near == [(0, 2, pytest.approx(38 / 39))]
+
+
+def test_template_siblings_are_not_near_copies():
+    # Rows filled from one template differ in five tokens each: different examples (Jaccard
+    # 2/28 for n = 12 and 13), however alike they look.
+    texts = [
+        f"Question number {n}: what is {n} plus {n}?\n"
+        f"The answer to question {n} is {2 * n}, computed carefully."
+        for n in range(1, 60)
+    ]
+    assert links(texts).near == []
+
+
+def test_unrelated_texts_are_not_near_copies():
+    assert links([text(40, seed) for seed in range(1, 30)], threshold=0.5).near == []
+
+
+@pytest.mark.parametrize(
+    ("first", "typo"),
+    [("Sentiment?\nwonderful", "Sentiment?\nwonderfull"), ("Is the sky blue", "Is the sky bluee")],
+)
+def test_texts_under_five_words_use_character_shingles(first, typo):
+    # As word 3-shingles a 4-word text has 2, and one typo leaves at most 1 of 3 shared.
+    found = links([first, "Sentiment?\nterrible", typo])
+    assert [(i, j) for i, j, _ in found.near] == [(0, 2)]
+
+
+def test_groups_link_exact_and_near_copies():
+    original = text(40, 3)
+    texts = [original, text(30, 10), text(30, 11), original + " indeed", original]
+    assert links(texts).groups() == [0, 1, 2, 0, 0]
+
+
+def test_a_crowded_cluster_of_near_copies_is_one_group():
+    # 40 copies of one text, each with a different last word, crowd the same LSH buckets: more
+    # rows than the per-bucket comparison window, so linking relies on chaining through it.
+    base = text(40, 4)
+    texts = [f"{base} tail{n}" for n in range(40)] + [text(30, s) for s in (100, 101, 102)]
+    found = links(texts)
+    assert found.groups() == [0] * 40 + [40, 41, 42]
+    assert sorted({j for _, j, _ in found.near}) == list(range(1, 40))
+
+
+def test_links_among_some_indexed_texts_match_a_new_index():
+    # `data prepare` indexes every row once, then groups the rows it kept after rejection.
+    base = text(40, 5)
+    texts = [f"{base} tail{n}" for n in range(20)] + [text(40, s) for s in range(30, 50)]
+    texts += [texts[3], "", texts[25] + " indeed"]
+    index = DuplicateIndex(texts, seed=3)
+    for subset in (texts[::3], texts[::-2], texts[20:]):
+        assert index.links(0.85, subset) == DuplicateIndex(subset, seed=3).links(0.85)
+    assert index.links(0.85) == DuplicateIndex(texts, seed=3).links(0.85, texts)
+
+
+def test_links_refuse_a_text_that_was_not_indexed():
+    with pytest.raises(ValueError, match="not built from"):
+        DuplicateIndex([text(30, 1)]).links(0.85, [text(30, 2)])
+
+
+def test_cross_duplicates_name_the_first_train_copy():
+    train = ["", text(30, 1), text(40, 2), text(30, 1)]
+    evals = [" " + train[1], train[2] + " indeed", text(30, 9), "", train[2].upper()]
+    assert cross_duplicates(train, evals, 0.85) == {
+        0: (1, None),
+        1: (2, pytest.approx(38 / 39)),
+        4: (2, 1.0),
+    }
+
+
+def test_shared_ngrams_quote_the_first_shared_run():
+    run = text(13, 50)
+    train = [text(20, 1), f"{text(10, 70)} {run} {text(10, 71)}"]
+    evals = [
+        f"{text(15, 80)} {run.upper()}",
+        text(30, 90),
+        f"{text(15, 82)} {' '.join(run.split()[:12])}",  # 12 words only
+    ]
+    first_words = " ".join(run.split()[:8])
+    assert shared_ngrams(train, evals, 13) == {0: (1, f"{first_words} ...")}
+    with pytest.raises(ValueError, match="at least 1"):
+        shared_ngrams(train, evals, 0)
+
+
+def test_results_do_not_depend_on_pythonhashseed():
+    script = textwrap.dedent(
+        """
+        import hashlib, json, random
+        from tunewright.data.dedup import DuplicateIndex, cross_duplicates, shared_ngrams
+        rng = random.Random(7)
+        vocab = [f"w{i}" for i in range(60)]
+        texts = [" ".join(rng.choice(vocab) for _ in range(30)) for _ in range(40)]
+        texts += [texts[3], texts[5] + " extra", texts[8], "short text"]
+        index = DuplicateIndex(texts)
+        links = index.links(0.85)
+        # The signatures themselves, not only the links they lead to, must be reproducible.
+        signatures = hashlib.sha1(index.signatures.tobytes()).hexdigest()
+        leaks = cross_duplicates(texts[:20], texts[20:], 0.85)
+        shared = shared_ngrams(texts[:20], texts[20:], 8)
+        print(json.dumps([links.firsts, links.near, links.groups(), signatures, leaks, shared]))
+        """
+    )
+    outputs = []
+    for hash_seed in ("0", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        result = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        )
+        outputs.append(json.loads(result.stdout))
+    assert outputs[0] == outputs[1]
+    firsts, near, groups, *_ = outputs[0]
+    assert firsts[40:] == [3, 41, 8, 43]
+    assert [(i, j) for i, j, _ in near] == [(5, 41)]
+    assert groups[40:] == [3, 5, 8, 43]
