@@ -202,7 +202,8 @@ def _run_job(config: Config, job: Job, run: Any, resume: bool, console: Console)
     _reset_outputs(run.dir, checkpoints, metrics_path, start_from)
     with _tracker_env(config, run.dir):
         trainer, guards = _build_trainer(config, job, hyper, checkpoints, metrics_path, console)
-        trainer.train(resume_from_checkpoint=str(start_from) if start_from else None)
+        if config.train.max_steps != 0:  # 0: keep the freshly initialised adapter (a baseline)
+            trainer.train(resume_from_checkpoint=str(start_from) if start_from else None)
         if guards["divergence"].diverged_at is not None:
             last = last_complete_checkpoint(checkpoints)
             raise TrainingDivergedError(

@@ -1,0 +1,356 @@
+"""The evaluation stage: the tuned model against its base on identical held-out prompts.
+
+Read top to bottom: pick the examples, load base and tuned (one model with the adapter switched
+off and on, or two folders), generate with the same decoding settings, score every metric per
+example, compare with paired statistics, run the general-skills probe, write metrics.json and
+the reports, and apply the gate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from tunewright.config import Config
+from tunewright.data.records import Record, read_jsonl
+from tunewright.errors import TunewrightError
+from tunewright.generate import Decoding, generate
+from tunewright.runs import atomic_write_json, read_manifest, stage_run
+
+STAGE = "eval"
+
+
+class EvalGateError(TunewrightError):
+    """`eval.require_improvement` is set and the tuned model is not significantly better."""
+
+
+@dataclass
+class Models:
+    """Base and tuned model behind one interface: `use(which)` returns the model to call."""
+
+    tuned: Any
+    base: Any | None  # None: the tuned model is a PEFT model whose adapter is switched off
+    tokenizer: Any
+    description: dict[str, str]
+
+    def run(self, which: str, fn: Any) -> Any:
+        if which == "tuned" or self.base is not None:
+            return fn(self.tuned if which == "tuned" else self.base)
+        with self.tuned.disable_adapter():
+            return fn(self.tuned)
+
+
+def evaluate_run(
+    config: Config, *, data_file: Path | None = None, console: Console | None = None
+) -> dict[str, Any]:
+    """Evaluate `<run>/train/`'s result against the base model; writes `<run>/eval/`."""
+    from tunewright.evaluation.report import write_reports
+
+    console = console or Console(stderr=True)
+    tuned_dir = _trained_output(config)
+    records, inputs = _eval_records(config, data_file)
+    models = _load_models(config, tuned_dir)
+    with stage_run(config, STAGE, inputs=[*inputs, tuned_dir]) as run:
+        results = _evaluate(config, models, records, console)
+        atomic_write_json(run.output("metrics.json"), results)
+        loss_png = config.run_dir / "train" / "loss.png"
+        for name in write_reports(results, run.dir, loss_png if loss_png.is_file() else None):
+            run.output(name)
+        run.extra.update(
+            {
+                "verdict": results["verdict"],
+                "primary_metric": results["primary_metric"],
+                "n_examples": results["n_examples"],
+            }
+        )
+    if config.eval.require_improvement and results["verdict"] != "better":
+        raise EvalGateError(
+            f"eval.require_improvement: {results['primary_metric']} is "
+            f"'{results['verdict']}', not significantly better",
+            hint=f"See {run.dir / 'report.html'}.",
+        )
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def _eval_records(config: Config, data_file: Path | None) -> tuple[list[Record], list[Path]]:
+    if data_file is not None:
+        from tunewright.data.prepare import load_side
+
+        loaded = load_side(config, [str(data_file)], "eval")
+        if loaded.rejected:
+            first = loaded.rejected[0]
+            raise TunewrightError(
+                f"{len(loaded.rejected)} rows of {data_file} cannot be read, first "
+                f"{first['source']}: {first['reason']}",
+                hint=f"Check it with `tunewright data validate {data_file}`.",
+            )
+        records, inputs = loaded.records, loaded.inputs
+    else:
+        path = config.run_dir / "data" / "eval.jsonl"
+        if read_manifest(config.run_dir / "data") is None or not path.is_file():
+            raise TunewrightError(
+                f"no prepared eval data in {path.parent}",
+                hint="Run `tunewright data prepare` (or train) first, or pass --data FILE.",
+            )
+        records, inputs = read_jsonl(path), [path]
+    records = [r for r in records if _reference(r) is not None]
+    if not records:
+        raise TunewrightError("no evaluable examples (each needs an assistant answer to compare)")
+    limit = config.eval.max_examples
+    return (records[:limit] if limit else records), inputs
+
+
+def _trained_output(config: Config) -> Path:
+    train_dir = config.run_dir / "train"
+    manifest = read_manifest(train_dir)
+    for name in ("adapter", "model"):
+        if manifest is not None and (train_dir / name).is_dir():
+            return train_dir / name
+    raise TunewrightError(
+        f"no trained model in {train_dir}", hint="Run `tunewright train CONFIG` first."
+    )
+
+
+def _load_models(config: Config, tuned_dir: Path) -> Models:
+    from transformers import AutoModelForCausalLM
+
+    from tunewright.models import load_causal_lm, load_tokenizer, resolve_model
+
+    base_dir = resolve_model(config.model.name)
+    tokenizer = load_tokenizer(tuned_dir)  # carries the chat template used in training
+    description = {"base": config.model.name, "tuned": str(tuned_dir)}
+    if tuned_dir.name == "model":
+        tuned = AutoModelForCausalLM.from_pretrained(tuned_dir).eval()
+        return Models(tuned, load_causal_lm(base_dir).eval(), tokenizer, description)
+    from peft import PeftModel
+
+    tuned = PeftModel.from_pretrained(load_causal_lm(base_dir), tuned_dir).eval()
+    return Models(tuned, None, tokenizer, description)
+
+
+def _reference(record: Record) -> str | None:
+    """The expected answer: the last assistant turn (or the chosen answer of a pair)."""
+    if record["task"] == "preference":
+        return record.get("chosen")
+    answers = [m for m in record["messages"] if m["role"] == "assistant"]
+    return answers[-1]["content"] if answers and answers[-1]["content"].strip() else None
+
+
+def _prompt(record: Record) -> list[dict[str, Any]]:
+    """The conversation up to (not including) the answer being evaluated."""
+    messages = record["messages"]
+    if record["task"] == "preference":
+        return messages
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:last]
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+
+def _evaluate(config: Config, models: Models, records: list[Record], console: Console) -> dict:
+    from tunewright.evaluation.metrics import default_metrics, expand
+
+    task = records[0]["task"]
+    names = (
+        default_metrics(task)
+        if config.eval.metrics == "auto"
+        else expand([m for m in config.eval.metrics if m != "loss"])
+    )
+    with_loss = config.eval.metrics == "auto" or "loss" in config.eval.metrics
+    primary = names[0] if config.eval.primary_metric == "auto" else config.eval.primary_metric
+    decoding = Decoding(max_new_tokens=config.eval.max_new_tokens, seed=config.seed)
+    prompts = [_prompt(r) for r in records]
+    references = [_reference(r) or "" for r in records]
+    outputs = {
+        which: _generate(models, which, prompts, decoding, config, console)
+        for which in ("base", "tuned")
+    }
+    comparisons = [_compare_metric(name, outputs, references, config) for name in names]
+    if with_loss:
+        comparisons += _compare_loss(models, records, config)
+    by_name = {c["metric"]: c for c in comparisons}
+    if primary not in by_name:
+        raise TunewrightError(
+            f"eval.primary_metric: '{primary}' is not among the metrics "
+            f"evaluated ({', '.join(by_name)})"
+        )
+    results = {
+        "run": config.name,
+        "task": task,
+        "n_examples": len(records),
+        "models": models.description,
+        "decoding": {
+            "max_new_tokens": decoding.max_new_tokens,
+            "do_sample": False,
+            "batch_size": config.eval.batch_size,
+        },
+        "primary_metric": primary,
+        "verdict": by_name[primary]["verdict"],
+        "metrics": comparisons,
+        "examples": _examples(records, prompts, references, outputs, primary),
+        "train": _train_summary(config),
+    }
+    if config.eval.general_probe:
+        results["probe"] = _probe(models, decoding, config, console)
+    return results
+
+
+def _generate(
+    models: Models, which: str, prompts: list, decoding: Decoding, config: Config, console: Console
+) -> list[str]:
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"generating ({which})", total=len(prompts))
+        return models.run(
+            which,
+            lambda model: generate(
+                model,
+                models.tokenizer,
+                prompts,
+                decoding,
+                config.eval.batch_size,
+                on_batch=lambda n: progress.advance(task, n),
+            ),
+        )
+
+
+def _compare_metric(
+    name: str, outputs: dict[str, list[str]], references: list[str], config: Config
+) -> dict[str, Any]:
+    from tunewright.evaluation.metrics import (
+        corpus_scorer,
+        example_scores,
+        higher_is_better,
+        is_binary,
+    )
+    from tunewright.evaluation.stats import compare
+
+    # Each side's corpus scorer is built once; a bootstrap resample only re-adds statistics.
+    scorers = {w: corpus_scorer(name, outputs[w], references) for w in ("base", "tuned")}
+    everything = list(range(len(references)))
+    comparison = compare(
+        name,
+        example_scores(name, outputs["base"], references),
+        example_scores(name, outputs["tuned"], references),
+        scorers["base"](everything),
+        scorers["tuned"](everything),
+        binary=is_binary(name),
+        corpus_fn=lambda indices, which: scorers[which](indices),
+        higher_is_better=higher_is_better(name),
+        samples=config.eval.bootstrap_samples,
+        seed=config.seed,
+    )
+    return {**comparison.as_dict(), "higher_is_better": higher_is_better(name)}
+
+
+def _compare_loss(models: Models, records: list[Record], config: Config) -> list[dict]:
+    from tunewright.evaluation.loss import example_losses, mean_loss
+    from tunewright.evaluation.stats import compare
+
+    conversations = [
+        [*_prompt(r), {"role": "assistant", "content": _reference(r)}] for r in records
+    ]
+    pairs = {
+        which: models.run(
+            which,
+            lambda model: example_losses(
+                model, models.tokenizer, conversations, config.data.max_seq_len
+            ),
+        )
+        for which in ("base", "tuned")
+    }
+    per_example = {w: [s / n if n else 0.0 for s, n in p] for w, p in pairs.items()}
+    rows = []
+    for name, transform in (("loss", lambda x: x), ("perplexity", math.exp)):
+
+        def corpus(indices: Any, which: str, transform: Any = transform) -> float:
+            return transform(mean_loss([pairs[which][i] for i in indices]))
+
+        comparison = compare(
+            name,
+            per_example["base"],
+            per_example["tuned"],
+            transform(mean_loss(pairs["base"])),
+            transform(mean_loss(pairs["tuned"])),
+            binary=False,
+            corpus_fn=corpus,
+            higher_is_better=False,
+            samples=config.eval.bootstrap_samples,
+            seed=config.seed,
+        )
+        rows.append({**comparison.as_dict(), "higher_is_better": False})
+    return rows
+
+
+def _examples(
+    records: list[Record],
+    prompts: list,
+    references: list[str],
+    outputs: dict[str, list[str]],
+    primary: str,
+) -> list[dict[str, Any]]:
+    from tunewright.evaluation.metrics import example_scores
+
+    if primary in ("loss", "perplexity"):
+        primary = "exact_match"
+    base = example_scores(primary, outputs["base"], references)
+    tuned = example_scores(primary, outputs["tuned"], references)
+    return [
+        {
+            "index": i,
+            "source": f"{r['source']['file']}:{r['source']['line']}",
+            "prompt": "\n\n".join(f"[{m['role']}] {m['content']}" for m in prompts[i]),
+            "reference": references[i],
+            "base": outputs["base"][i],
+            "tuned": outputs["tuned"][i],
+            "score_base": base[i],
+            "score_tuned": tuned[i],
+            "delta": tuned[i] - base[i],
+        }
+        for i, r in enumerate(records)
+    ]
+
+
+def _probe(models: Models, decoding: Decoding, config: Config, console: Console) -> dict:
+    from tunewright.evaluation.probe import NOTE, PROBES, contains_answer
+    from tunewright.evaluation.stats import compare
+
+    prompts = [[{"role": "user", "content": q}] for q, _ in PROBES]
+    short = Decoding(max_new_tokens=min(48, decoding.max_new_tokens), seed=decoding.seed)
+    scores = {}
+    for which in ("base", "tuned"):
+        replies = _generate(models, which, prompts, short, config, console)
+        scores[which] = [
+            float(contains_answer(out, ref)) for out, (_, ref) in zip(replies, PROBES, strict=True)
+        ]
+    comparison = compare(
+        "probe_accuracy",
+        scores["base"],
+        scores["tuned"],
+        sum(scores["base"]) / len(PROBES),
+        sum(scores["tuned"]) / len(PROBES),
+        binary=True,
+        samples=config.eval.bootstrap_samples,
+        seed=config.seed,
+    )
+    return {
+        "n_examples": len(PROBES),
+        "note": NOTE,
+        "metrics": [{**comparison.as_dict(), "higher_is_better": True}],
+    }
+
+
+def _train_summary(config: Config) -> dict[str, Any] | None:
+    manifest = read_manifest(config.run_dir / "train")
+    return manifest.get("metrics") if manifest else None

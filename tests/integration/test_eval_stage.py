@@ -1,0 +1,91 @@
+"""Evaluation end to end on the tiny model: a run that learned shows a significant improvement,
+a run with zero training steps shows no significant change, and the gate follows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunewright.config import load_config
+from tunewright.evaluate import EvalGateError, evaluate_run
+from tunewright.train import train_model
+
+ANSWER = "The answer is blue."
+
+
+def project(folder: Path, model: Path, extra: str) -> Path:
+    rows = [
+        {"instruction": f"Question {i}: name a colour, please.", "output": ANSWER}
+        for i in range(80)
+    ]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = folder / "config.yaml"
+    config.write_text(
+        f"model:\n  name: {model}\ndata:\n  train: train.jsonl\n  eval_fraction: 0.25\n"
+        "  min_words: 1\ntrain:\n  method: full\n  batch_size: 8\n  grad_accum: 1\n"
+        "  learning_rate: 0.003\n  report_to: []\n  save_every: 1000\n  eval_every: 1000\n"
+        "eval:\n  max_new_tokens: 12\n  bootstrap_samples: 300\n  general_probe: false\n" + extra
+    )
+    return config
+
+
+def test_learned_task_is_significantly_better(tmp_path, tiny_model_dir, run_cli):
+    config = project(tmp_path, tiny_model_dir, "")
+    assert run_cli("train", str(config), "train.max_steps=40")[0] == 0
+    code, out, err = run_cli("eval", str(config), "--require-improvement")
+    assert code == 0, err
+    results = json.loads((tmp_path / "runs" / "default" / "eval" / "metrics.json").read_text())
+    exact = next(m for m in results["metrics"] if m["metric"] == "exact_match")
+    assert exact["base"] == 0.0 and exact["tuned"] >= 0.9
+    assert exact["ci_low"] > 0 and exact["verdict"] == "better" and exact["test"] == "mcnemar"
+    loss = next(m for m in results["metrics"] if m["metric"] == "loss")
+    assert loss["tuned"] < loss["base"] and loss["verdict"] == "better"
+    assert results["verdict"] == "better" and results["n_examples"] == 20
+    html = (tmp_path / "runs" / "default" / "eval" / "report.html").read_text()
+    assert ANSWER in html and "exact_match" in html
+    assert (tmp_path / "runs" / "default" / "eval" / "report.md").is_file()
+    assert "verdict on exact_match: better" in " ".join(out.split())
+
+
+def test_zero_steps_is_no_significant_change_and_gate_fails(tmp_path, tiny_model_dir):
+    config = load_config(
+        project(tmp_path, tiny_model_dir, ""), ["train.method=lora", "train.max_steps=0"]
+    )
+    train_model(config)
+    results = evaluate_run(config)
+    for row in results["metrics"]:
+        assert row["diff"] == pytest.approx(0.0, abs=1e-6), row
+        assert row["verdict"] == "no significant change"
+    assert results["verdict"] == "no significant change"
+    config.eval.require_improvement = True
+    with pytest.raises(EvalGateError, match="not significantly better"):
+        evaluate_run(config)
+
+
+def test_eval_on_another_file_and_missing_training(tmp_path, tiny_model_dir, run_cli):
+    config = project(tmp_path, tiny_model_dir, "")
+    code, _, err = run_cli("eval", str(config))
+    assert code == 1 and "Run `tunewright train" in err
+    assert run_cli("train", str(config), "train.max_steps=2", "train.method=lora")[0] == 0
+    other = tmp_path / "other.jsonl"
+    other.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Say hi {i}"},
+                        {"role": "assistant", "content": "hi"},
+                    ]
+                }
+            )
+            + "\n"
+            for i in range(6)
+        )
+    )
+    code, out, err = run_cli("eval", str(config), "--data", str(other))
+    assert code == 0, err
+    results = json.loads((tmp_path / "runs" / "default" / "eval" / "metrics.json").read_text())
+    assert results["n_examples"] == 6
+    assert results["examples"][0]["source"].startswith(str(other))
