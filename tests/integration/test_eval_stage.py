@@ -84,7 +84,7 @@ def test_eval_on_another_file_and_missing_training(tmp_path, tiny_model_dir, run
             for i in range(6)
         )
     )
-    code, out, err = run_cli("eval", str(config), "--data", str(other))
+    code, _, err = run_cli("eval", str(config), "--data", str(other))
     assert code == 0, err
     results = json.loads((tmp_path / "runs" / "default" / "eval" / "metrics.json").read_text())
     assert results["n_examples"] == 6
