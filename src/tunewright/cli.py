@@ -387,6 +387,55 @@ def evaluate(
     print_eval_summary(results)
 
 
+@app.command("run")
+def run_all(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    force: Annotated[
+        list[str] | None,
+        typer.Option("--force", help="Rerun this stage even if up to date (data, train, eval, "
+                     "export); repeatable."),
+    ] = None,
+) -> None:
+    """The whole workflow: data -> train -> eval -> merge, skipping stages already up to date."""
+    from tunewright.config import load_config
+    from tunewright.pipeline import STAGES, run_pipeline, summary
+
+    unknown = [s for s in force or [] if s not in STAGES]
+    if unknown:
+        raise TunewrightError(f"--force {unknown[0]}: unknown stage",
+                              hint=f"Stages: {', '.join(STAGES)}.")
+    cfg = load_config(config, overrides)
+    outcomes = run_pipeline(cfg, force=tuple(force or ()), console=err)
+    print_run_summary(summary(cfg, config, outcomes))
+
+
+def print_run_summary(result: dict) -> None:
+    out.rule("[bold]summary")
+    for stage in result["stages"]:
+        took = f" in {stage['seconds']} s" if stage["status"] == "ran" else ""
+        out.print(f"stage {stage['stage']}: {stage['status']}{took}")
+    if result["data"]:
+        d = result["data"]
+        out.print(f"data: {d['total']} rows -> {d['train']} train, {d['eval']} eval, "
+                  f"{d['rejected']} rejected")
+    if result["train"]:
+        t = result["train"]
+        out.print(f"training: {t['steps']} steps in {t['train_seconds']} s, {t['tokens_per_s']} "
+                  f"tokens/s, loss {t['first_loss']:.4f} -> {t['final_loss']:.4f}")
+    for row in result["eval"]["metrics"]:
+        out.print(f"{row['metric']}: {row['base']:.4g} -> {row['tuned']:.4g} "
+                  f"({row['diff']:+.4g}, 95% CI {row['ci_low']:+.4g} to {row['ci_high']:+.4g}): "
+                  f"{row['verdict']}")
+    if result["eval"]["verdict"]:
+        out.print(f"[bold]verdict[/bold] ({result['eval']['primary_metric']}): "
+                  f"{result['eval']['verdict']}")
+    for name, path in result["artifacts"].items():
+        if path:
+            out.print(f"{name} -> {path}")
+    out.print(f"serve it: {result['serve_command']}")
+
+
 def print_eval_summary(results: dict) -> None:
     table = Table("metric", "base", "tuned", "difference (95% CI)", "p", "verdict")
     for row in results["metrics"] + results.get("probe", {}).get("metrics", []):

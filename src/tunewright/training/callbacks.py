@@ -60,6 +60,15 @@ class ProgressCallback(TrainerCallback):
         self.progress.update(
             self.task, completed=state.global_step, speed=f"{speed:.0f}", loss=f"{self.loss:.4f}"
         )
+        # Logs and CI have no live bar: print a plain line every tenth of the run instead.
+        every = max(1, state.max_steps // 10)
+        if not self.console.is_terminal and state.global_step % every == 0:
+            done = state.global_step / max(state.max_steps, 1)
+            eta = elapsed / done * (1 - done) if done else 0.0
+            self.console.print(
+                f"step {state.global_step}/{state.max_steps}: loss {self.loss:.4f}, "
+                f"{speed:.0f} tokens/s, eta {eta:.0f} s"
+            )
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         if logs and "loss" in logs:

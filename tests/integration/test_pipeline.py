@@ -1,0 +1,74 @@
+"""`tunewright run`: every stage once, then nothing when nothing changed."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tunewright.config import load_config
+from tunewright.pipeline import is_up_to_date
+
+
+def project(folder: Path, model: Path, merge: bool) -> Path:
+    rows = [{"instruction": f"Question {i}: name a colour.", "output": "The answer is blue."}
+            for i in range(40)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = folder / "config.yaml"
+    config.write_text(
+        f"name: pipe\nmodel:\n  name: {model}\ndata:\n  train: train.jsonl\n  min_words: 1\n"
+        "train:\n  max_steps: 6\n  batch_size: 8\n  grad_accum: 1\n  learning_rate: 0.003\n"
+        "  report_to: []\neval:\n  max_new_tokens: 8\n  bootstrap_samples: 200\n"
+        f"  general_probe: false\nexport:\n  merge: {str(merge).lower()}\n")
+    return config
+
+
+def stages(out: str) -> dict[str, str]:
+    lines = [line.removeprefix("stage ").split(": ", 1) for line in out.splitlines()
+             if line.startswith("stage ")]
+    return dict(lines)
+
+
+def test_run_then_rerun_skips_everything(tmp_path, tiny_model_dir, run_cli):
+    config = project(tmp_path, tiny_model_dir, merge=False)
+    code, out, err = run_cli("run", str(config))
+    assert code == 0, err
+    status = stages(out)
+    assert status["data"].startswith("ran") and status["train"].startswith("ran")
+    assert status["eval"].startswith("ran")
+    assert status["export"] == "skipped (export.merge is false)"
+    assert "verdict (exact_match)" in out and "serve it: tunewright serve" in out
+    run_dir = tmp_path / "runs" / "pipe"
+    assert (run_dir / "eval" / "report.html").is_file()
+
+    start = time.perf_counter()
+    code, out, err = run_cli("run", str(config))
+    assert code == 0, err
+    assert time.perf_counter() - start < 10
+    status = stages(out)
+    assert all(status[s] == "skipped (up to date)" for s in ("data", "train", "eval"))
+
+    code, out, err = run_cli("run", str(config), "--force", "eval")
+    status = stages(out)
+    assert code == 0 and status["eval"].startswith("ran") and status["train"].startswith("skip")
+
+
+def test_changes_rerun_only_what_depends_on_them(tmp_path, tiny_model_dir, run_cli):
+    config_path = project(tmp_path, tiny_model_dir, merge=False)
+    assert run_cli("run", str(config_path))[0] == 0
+    config = load_config(config_path, ["eval.max_new_tokens=6"])
+    assert is_up_to_date(config, "data") and is_up_to_date(config, "train")
+    assert not is_up_to_date(config, "eval")
+    data = tmp_path / "train.jsonl"
+    data.write_text(data.read_text() + json.dumps({"instruction": "Extra question here.",
+                                                   "output": "The answer is blue."}) + "\n")
+    assert not is_up_to_date(config, "data")
+    code, out, err = run_cli("run", str(config_path))
+    assert code == 0, err
+    status = stages(out)
+    assert all(status[s].startswith("ran") for s in ("data", "train", "eval"))
+
+
+def test_unknown_force_stage_is_a_user_error(tmp_path, tiny_model_dir, run_cli):
+    code, _, err = run_cli("run", str(project(tmp_path, tiny_model_dir, False)), "--force", "x")
+    assert code == 1 and "unknown stage" in err
