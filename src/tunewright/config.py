@@ -241,7 +241,7 @@ class Config(Section):
     name: str = Field(
         "default",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-        description="Run name: outputs go to <runs_dir>/<name>/<stage>/.",
+        description="Run name: outputs go to `<runs_dir>/<name>/<stage>/`.",
     )
     runs_dir: str = Field("runs", description="Folder holding run folders, relative to the config.")
     seed: int = Field(42, description="Random seed for splitting, training and sampling.")

@@ -6,6 +6,7 @@ reference. Both come from the same descriptions, so neither can drift from the c
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -52,13 +53,17 @@ def reference_markdown(model: type[BaseModel] = Config, prefix: str = "") -> str
         key = f"{prefix}{name}"
         sub = _section_model(field)
         if sub is not None:
-            rows.append(f"| `{key}` | | {field.description} |")
+            rows.append(f"| `{key}` | | {_cell(field.description)} |")
             rows.append(reference_markdown(sub, key + ".").rstrip("\n"))
         else:
             default = yaml.safe_dump(_default(field), default_flow_style=True).strip()
             default = default.removesuffix("...").strip()
-            rows.append(f"| `{key}` | `{default}` | {field.description} |")
+            rows.append(f"| `{key}` | `{default}` | {_cell(field.description)} |")
     return "\n".join(rows) + "\n"
+
+
+def _cell(text: str | None) -> str:
+    return (text or "").replace("|", "\\|")
 
 
 def _section_model(field: FieldInfo) -> type[BaseModel] | None:
@@ -91,3 +96,24 @@ def _yaml_item(name: str, value: Any) -> str:
     text = yaml.safe_dump({name: value}, default_flow_style=True, sort_keys=False).strip()
     # safe_dump wraps a single mapping in braces in flow style; unwrap to block style.
     return text[1:-1] if text.startswith("{") and text.endswith("}") else text
+
+
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def update_readme(path: Path) -> bool:
+    """Rewrite the config reference between the README's markers; True when it changed."""
+    text = path.read_text(encoding="utf-8")
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    updated = f"{head}{START}\n{reference_markdown()}{END}{tail}"
+    if updated != text:
+        path.write_text(updated, encoding="utf-8")
+    return updated != text
+
+
+if __name__ == "__main__":  # python -m tunewright.configdoc README.md
+    import sys
+
+    changed = update_readme(Path(sys.argv[1] if len(sys.argv) > 1 else "README.md"))
+    print("README.md config reference " + ("updated" if changed else "already current"))

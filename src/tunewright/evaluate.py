@@ -53,9 +53,14 @@ def evaluate_run(
     console = console or Console(stderr=True)
     tuned_dir = _trained_output(config)
     records, inputs = _eval_records(config, data_file)
-    models = _load_models(config, tuned_dir)
+    labels = (read_manifest(config.run_dir / "train") or {}).get("labels")
     with stage_run(config, STAGE, inputs=[*inputs, tuned_dir]) as run:
-        results = _evaluate(config, models, records, console)
+        if labels:  # an encoder with a classification head
+            from tunewright.evaluation.encoder import evaluate_encoder
+
+            results = evaluate_encoder(config, tuned_dir, records, labels)
+        else:
+            results = _evaluate(config, _load_models(config, tuned_dir), records, console)
         atomic_write_json(run.output("metrics.json"), results)
         loss_png = config.run_dir / "train" / "loss.png"
         for name in write_reports(results, run.dir, loss_png if loss_png.is_file() else None):
@@ -101,7 +106,7 @@ def _eval_records(config: Config, data_file: Path | None) -> tuple[list[Record],
                 hint="Run `tunewright data prepare` (or train) first, or pass --data FILE.",
             )
         records, inputs = read_jsonl(path), [path]
-    records = [r for r in records if _reference(r) is not None]
+    records = [r for r in records if reference(r) is not None]
     if not records:
         raise TunewrightError("no evaluable examples (each needs an assistant answer to compare)")
     limit = config.eval.max_examples
@@ -136,7 +141,7 @@ def _load_models(config: Config, tuned_dir: Path) -> Models:
     return Models(tuned, None, tokenizer, description)
 
 
-def _reference(record: Record) -> str | None:
+def reference(record: Record) -> str | None:
     """The expected answer: the last assistant turn (or the chosen answer of a pair)."""
     if record["task"] == "preference":
         return record.get("chosen")
@@ -144,7 +149,7 @@ def _reference(record: Record) -> str | None:
     return answers[-1]["content"] if answers and answers[-1]["content"].strip() else None
 
 
-def _prompt(record: Record) -> list[dict[str, Any]]:
+def prompt(record: Record) -> list[dict[str, Any]]:
     """The conversation up to (not including) the answer being evaluated."""
     messages = record["messages"]
     if record["task"] == "preference":
@@ -169,13 +174,13 @@ def _evaluate(config: Config, models: Models, records: list[Record], console: Co
     with_loss = config.eval.metrics == "auto" or "loss" in config.eval.metrics
     primary = names[0] if config.eval.primary_metric == "auto" else config.eval.primary_metric
     decoding = Decoding(max_new_tokens=config.eval.max_new_tokens, seed=config.seed)
-    prompts = [_prompt(r) for r in records]
-    references = [_reference(r) or "" for r in records]
+    prompts = [prompt(r) for r in records]
+    references = [reference(r) or "" for r in records]
     outputs = {
         which: _generate(models, which, prompts, decoding, config, console)
         for which in ("base", "tuned")
     }
-    comparisons = [_compare_metric(name, outputs, references, config) for name in names]
+    comparisons = [compare_metric(name, outputs, references, config) for name in names]
     if with_loss:
         comparisons += _compare_loss(models, records, config)
     by_name = {c["metric"]: c for c in comparisons}
@@ -197,8 +202,8 @@ def _evaluate(config: Config, models: Models, records: list[Record], console: Co
         "primary_metric": primary,
         "verdict": by_name[primary]["verdict"],
         "metrics": comparisons,
-        "examples": _examples(records, prompts, references, outputs, primary),
-        "train": _train_summary(config),
+        "examples": examples_table(records, prompts, references, outputs, primary),
+        "train": train_summary(config),
     }
     if config.eval.general_probe:
         results["probe"] = _probe(models, decoding, config, console)
@@ -225,7 +230,7 @@ def _generate(
         )
 
 
-def _compare_metric(
+def compare_metric(
     name: str, outputs: dict[str, list[str]], references: list[str], config: Config
 ) -> dict[str, Any]:
     from tunewright.evaluation.metrics import (
@@ -258,9 +263,7 @@ def _compare_loss(models: Models, records: list[Record], config: Config) -> list
     from tunewright.evaluation.loss import example_losses, mean_loss
     from tunewright.evaluation.stats import compare
 
-    conversations = [
-        [*_prompt(r), {"role": "assistant", "content": _reference(r)}] for r in records
-    ]
+    conversations = [[*prompt(r), {"role": "assistant", "content": reference(r)}] for r in records]
     pairs = {
         which: models.run(
             which,
@@ -293,7 +296,7 @@ def _compare_loss(models: Models, records: list[Record], config: Config) -> list
     return rows
 
 
-def _examples(
+def examples_table(
     records: list[Record],
     prompts: list,
     references: list[str],
@@ -351,6 +354,6 @@ def _probe(models: Models, decoding: Decoding, config: Config, console: Console)
     }
 
 
-def _train_summary(config: Config) -> dict[str, Any] | None:
+def train_summary(config: Config) -> dict[str, Any] | None:
     manifest = read_manifest(config.run_dir / "train")
     return manifest.get("metrics") if manifest else None

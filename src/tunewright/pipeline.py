@@ -67,6 +67,8 @@ def not_applicable(config: Config, stage: str) -> str | None:
         return "export.merge is false"
     if stage == "export" and config.train.method not in MERGEABLE:
         return f"{config.train.method} adapters cannot be merged; they are served as adapters"
+    if stage == "export" and (read_manifest(config.run_dir / "train") or {}).get("labels"):
+        return "encoder classifiers are used as trained (adapter + head)"
     return None
 
 
@@ -140,17 +142,29 @@ def summary(config: Config, config_path: Path, outcomes: list[StageOutcome]) -> 
         "stages": [o.__dict__ for o in outcomes],
         "data": data.get("counts"),
         "train": train.get("metrics"),
-        "eval": {"verdict": evals.get("verdict"), "primary_metric": evals.get("primary_metric"),
-                 "metrics": metrics},
+        "eval": {
+            "verdict": evals.get("verdict"),
+            "primary_metric": evals.get("primary_metric"),
+            "metrics": metrics,
+        },
         "artifacts": {
             "data": str(run_dir / "data"),
-            "model": str(next((run_dir / "train" / n for n in ("adapter", "model")
-                               if (run_dir / "train" / n).is_dir()), run_dir / "train")),
+            "model": str(
+                next(
+                    (
+                        run_dir / "train" / n
+                        for n in ("adapter", "model")
+                        if (run_dir / "train" / n).is_dir()
+                    ),
+                    run_dir / "train",
+                )
+            ),
             "report": str(run_dir / "eval" / "report.html"),
             "merged": str(serve_target) if serve_target else None,
         },
         "serve_command": f"tunewright serve {config_path}"
-        if serve_target is None else f"tunewright serve --model {serve_target}",
+        if serve_target is None
+        else f"tunewright serve --model {serve_target}",
     }
 
 

@@ -11,21 +11,27 @@ from tunewright.pipeline import is_up_to_date
 
 
 def project(folder: Path, model: Path, merge: bool) -> Path:
-    rows = [{"instruction": f"Question {i}: name a colour.", "output": "The answer is blue."}
-            for i in range(40)]
+    rows = [
+        {"instruction": f"Question {i}: name a colour.", "output": "The answer is blue."}
+        for i in range(40)
+    ]
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = folder / "config.yaml"
     config.write_text(
         f"name: pipe\nmodel:\n  name: {model}\ndata:\n  train: train.jsonl\n  min_words: 1\n"
         "train:\n  max_steps: 6\n  batch_size: 8\n  grad_accum: 1\n  learning_rate: 0.003\n"
         "  report_to: []\neval:\n  max_new_tokens: 8\n  bootstrap_samples: 200\n"
-        f"  general_probe: false\nexport:\n  merge: {str(merge).lower()}\n")
+        f"  general_probe: false\nexport:\n  merge: {str(merge).lower()}\n"
+    )
     return config
 
 
 def stages(out: str) -> dict[str, str]:
-    lines = [line.removeprefix("stage ").split(": ", 1) for line in out.splitlines()
-             if line.startswith("stage ")]
+    lines = [
+        line.removeprefix("stage ").split(": ", 1)
+        for line in out.splitlines()
+        if line.startswith("stage ")
+    ]
     return dict(lines)
 
 
@@ -60,8 +66,11 @@ def test_changes_rerun_only_what_depends_on_them(tmp_path, tiny_model_dir, run_c
     assert is_up_to_date(config, "data") and is_up_to_date(config, "train")
     assert not is_up_to_date(config, "eval")
     data = tmp_path / "train.jsonl"
-    data.write_text(data.read_text() + json.dumps({"instruction": "Extra question here.",
-                                                   "output": "The answer is blue."}) + "\n")
+    data.write_text(
+        data.read_text()
+        + json.dumps({"instruction": "Extra question here.", "output": "The answer is blue."})
+        + "\n"
+    )
     assert not is_up_to_date(config, "data")
     code, out, err = run_cli("run", str(config_path))
     assert code == 0, err

@@ -60,3 +60,11 @@ def test_encoder_classifier_trains_and_reloads(tmp_path, method):
         assert torch.allclose(job.model(**batch).logits, reloaded(**batch).logits, atol=1e-5)
     manifest = json.loads((tmp_path / "runs" / "default" / "train" / "manifest.json").read_text())
     assert manifest["labels"] == ["neg", "pos"]
+
+    from tunewright.evaluate import evaluate_run
+
+    results = evaluate_run(config)
+    assert [m["metric"] for m in results["metrics"]] == ["accuracy", "f1"]
+    assert results["models"]["base"].startswith("majority class")
+    predicted = {e["tuned"] for e in results["examples"]}
+    assert predicted <= {"neg", "pos"}

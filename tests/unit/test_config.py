@@ -149,3 +149,13 @@ def test_reference_markdown_lists_nested_keys():
     text = reference_markdown()
     assert "| `train.lora.r` | `16` | LoRA rank. |" in text
     assert "| `data.eval_fraction` | `0.1` |" in text
+
+
+def test_readme_config_reference_is_current():
+    from pathlib import Path
+
+    from tunewright.configdoc import END, START
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split(START, 1)[1].split(END, 1)[0]
+    assert block == "\n" + reference_markdown(), "run `make docs` to regenerate it"
