@@ -1,6 +1,6 @@
-import random
 
 import pytest
+from tests.unit.data.texts import text, words
 
 from tunewright.data.checks import (
     CHECKS,
@@ -14,18 +14,6 @@ from tunewright.data.checks import (
     near_duplicate_groups,
 )
 from tunewright.data.records import make_record
-
-# 48 made-up words: random 3-word runs over them rarely repeat by chance.
-WORDS = [f"{stem}{end}" for stem in ("ka", "lo", "mi", "ra", "te", "su") for end in "nrlstmpx"]
-
-
-def words(count: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return [rng.choice(WORDS) for _ in range(count)]
-
-
-def text(count: int, seed: int) -> str:
-    return " ".join(words(count, seed))
 
 
 def qa(question: str, answer: str, line: int, task: str = "instruction", **extra):

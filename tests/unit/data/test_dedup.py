@@ -1,25 +1,13 @@
 import json
 import os
-import random
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from tests.unit.data.texts import text, words
 
 from tunewright.data.dedup import DuplicateIndex, Links, cross_duplicates, shared_ngrams
-
-# 48 made-up words: random 3-word runs over them rarely repeat within a text by chance.
-WORDS = [f"{stem}{end}" for stem in ("ka", "lo", "mi", "ra", "te", "su") for end in "nrlstmpx"]
-
-
-def words(count: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return [rng.choice(WORDS) for _ in range(count)]
-
-
-def text(count: int, seed: int) -> str:
-    return " ".join(words(count, seed))
 
 
 def edited(original: list[str], position: int, replacement: str = "zeppelin") -> str:
