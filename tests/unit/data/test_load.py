@@ -113,3 +113,13 @@ def test_csv_bare_carriage_return_rejects_only_that_row(tmp_path):
     rows = list(iter_rows(path))
     assert [(r.line, r.error is None) for r in rows] == [(2, True), (3, False), (4, True)]
     assert rows[1].error.startswith("malformed CSV row")
+
+
+def test_hub_dataset_without_network_is_a_clear_error(monkeypatch):
+    from tunewright.data.load import load_hub_dataset
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputFileError, match="could not load dataset 'someone/data'") as info:
+        list(load_hub_dataset("someone/data"))
+    assert "save the dataset to a file" in info.value.hint
