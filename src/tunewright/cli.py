@@ -506,6 +506,16 @@ def _yes(flag: bool) -> str:
     return "[green]yes[/green]" if flag else "[yellow]no[/yellow]"
 
 
+def _register_command_groups() -> None:
+    """Stages whose commands live beside their own code."""
+    from tunewright.cli_openai import register as register_openai
+
+    register_openai(app)
+
+
+_register_command_groups()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code."""
     try:

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from tunewright.errors import ConfigError
 
@@ -137,6 +145,58 @@ class LoraSection(Section):
     use_rslora: bool = Field(False, description="Rank-stabilised LoRA (scale = alpha / sqrt(r)).")
 
 
+class FsdpSection(Section):
+    sharding: Literal["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"] = Field(
+        "full_shard",
+        description="full_shard: parameters, gradients and optimizer states split across "
+        "processes (least memory); shard_grad_op: parameters stay whole from forward to backward "
+        "(faster, more memory); hybrid_shard: full_shard within a node, replicated across nodes; "
+        "no_shard: everything replicated, which is DDP (and runs as DDP).",
+    )
+    cpu_offload: bool = Field(
+        False,
+        description="Keep the parameter shards and optimizer states in CPU memory between uses "
+        "(frees GPU memory, slower; nothing to offload when training on the CPU).",
+    )
+
+
+class DeepSpeedSection(Section):
+    config: str | None = Field(
+        None,
+        description="A DeepSpeed JSON config file, relative to the config file; use it or the "
+        "settings below, not both. Its bf16/fp16 setting must match `train.precision` (or be "
+        "auto).",
+    )
+    stage: int = Field(
+        2,
+        ge=0,
+        le=3,
+        description="ZeRO stage: 1 splits optimizer states across processes, 2 also gradients, "
+        "3 also parameters; 0 replicates everything.",
+    )
+    offload_optimizer: bool = Field(
+        False,
+        description="Optimizer states and update in CPU memory (ZeRO-Offload; stage 1-3).",
+    )
+    offload_param: bool = Field(
+        False, description="Parameters in CPU memory between uses (stage 3 only)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeepSpeedSection:
+        problems = []
+        inline = {"stage", "offload_optimizer", "offload_param"} & self.model_fields_set
+        if self.config and inline:
+            problems.append(f"config and {', '.join(sorted(inline))} are both set; use one")
+        if self.offload_param and self.stage != 3:
+            problems.append(f"offload_param needs stage 3 (got stage {self.stage})")
+        if self.offload_optimizer and self.stage == 0:
+            problems.append("offload_optimizer needs stage 1, 2 or 3 (got stage 0)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class TrainSection(Section):
     backend: Literal["local", "openai"] = Field(
         "local", description="local trains an open model here; openai uses OpenAI fine-tuning."
@@ -185,6 +245,19 @@ class TrainSection(Section):
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
         default_factory=lambda: ["tensorboard"],
         description="Trackers. W&B runs offline when no key is set; MLflow uses a local store.",
+    )
+    distributed: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp",
+        description="How several processes (`train --nproc N`, torchrun, accelerate launch) share "
+        "the work: ddp keeps a whole copy of the model in each; fsdp and deepspeed split it "
+        "between them. One process ignores it.",
+    )
+    fsdp: FsdpSection = Field(
+        default_factory=FsdpSection, description="FSDP options (`distributed: fsdp`)."
+    )
+    deepspeed: DeepSpeedSection = Field(
+        default_factory=DeepSpeedSection,
+        description="DeepSpeed ZeRO options (`distributed: deepspeed`).",
     )
 
 
@@ -237,6 +310,10 @@ class ServeSection(Section):
     )
 
 
+# Declared in its own module (it is the OpenAI backend's), imported here once `Section` exists.
+from tunewright.openai_ft.settings import OpenAISection  # noqa: E402
+
+
 class Config(Section):
     name: str = Field(
         "default",
@@ -251,6 +328,9 @@ class Config(Section):
     eval: EvalSection = Field(default_factory=EvalSection, description="Evaluation against base.")
     export: ExportSection = Field(default_factory=ExportSection, description="Merge and export.")
     serve: ServeSection = Field(default_factory=ServeSection, description="HTTP serving.")
+    openai: OpenAISection = Field(
+        default_factory=OpenAISection, description="OpenAI fine-tuning (train.backend: openai)."
+    )
 
     # Where the YAML came from; relative paths in the config resolve against its folder.
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")

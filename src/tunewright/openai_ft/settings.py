@@ -1,0 +1,85 @@
+"""The `openai` config section: what `tunewright openai submit` sends to OpenAI."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from tunewright.config import Auto, PositiveFloat, PositiveInt, Section
+
+DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
+# OpenAI accepts 1-25 epochs; its default picks within the same range.
+Epochs = Annotated[int, Field(ge=1, le=25)]
+Beta = Annotated[float, Field(gt=0, le=2)]
+
+
+class OpenAIHyperparameters(Section):
+    n_epochs: Epochs | Auto = Field(
+        "auto",
+        description="Passes over the training file (1-25); auto lets OpenAI pick from the "
+        "example count (3, more for small files, fewer for large ones).",
+    )
+    batch_size: PositiveInt | Auto = Field(
+        "auto", description="Examples per step; auto lets OpenAI pick."
+    )
+    learning_rate_multiplier: PositiveFloat | Auto = Field(
+        "auto", description="Scales OpenAI's base learning rate; auto lets OpenAI pick."
+    )
+    beta: Beta | Auto = Field(
+        "auto",
+        description="DPO only: how strongly the model is kept near the base model; "
+        "auto lets OpenAI pick.",
+    )
+
+
+class OpenAISection(Section):
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Base model to fine-tune on OpenAI, e.g. gpt-4o-mini-2024-07-18, "
+        "gpt-4.1-mini-2025-04-14, or a fine-tuned model id (ft:...) to continue from.",
+    )
+    suffix: str | None = Field(
+        None,
+        max_length=64,
+        description="Up to 64 characters added to the fine-tuned model's name.",
+    )
+    method: Literal["supervised", "dpo"] = Field(
+        "supervised",
+        description="supervised trains on the assistant answers; dpo trains on preference "
+        "pairs (data in the preference format: prompt, chosen, rejected).",
+    )
+    hyperparameters: OpenAIHyperparameters = Field(
+        default_factory=OpenAIHyperparameters, description="Training hyperparameters."
+    )
+    seed: int | None = Field(
+        None, description="Seed for the job; empty uses the config's top-level `seed`."
+    )
+    validation: bool = Field(
+        True,
+        description="Upload the data stage's eval split as the job's validation file "
+        "(OpenAI then reports validation loss).",
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        min_length=1,
+        description="Environment variable holding the API key (the key itself is never "
+        "read from or written to a config).",
+    )
+    base_url: str | None = Field(
+        None,
+        description="API base URL for OpenAI-compatible services; empty uses OPENAI_BASE_URL "
+        "or OpenAI itself.",
+    )
+    wait: bool = Field(
+        False, description="Follow the job after submitting until it ends (same as --wait)."
+    )
+    poll_seconds: float = Field(
+        10.0, gt=0, description="Seconds between status checks while following a job."
+    )
+
+    @model_validator(mode="after")
+    def _beta_needs_dpo(self) -> OpenAISection:
+        if self.method != "dpo" and self.hyperparameters.beta != "auto":
+            raise ValueError("hyperparameters.beta applies only to method: dpo")
+        return self

@@ -1,0 +1,195 @@
+"""The OpenAI stage: prepared data -> OpenAI JSONL -> checks -> upload -> fine-tuning job.
+
+Reads the data stage's `train.jsonl`/`eval.jsonl` (running the data stage first when they are
+missing or were prepared for other data settings) and writes `<run>/openai/` (see `jobs.py`).
+Nothing is uploaded when the converted files have errors; `check.json` then says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from tunewright.config import Config
+from tunewright.data.records import Record, read_jsonl
+from tunewright.errors import TunewrightError
+from tunewright.openai_ft import check, jobs
+from tunewright.openai_ft.client import api_errors, make_client
+from tunewright.openai_ft.convert import write_openai_file
+from tunewright.openai_ft.settings import OpenAISection
+from tunewright.runs import atomic_write_json, read_manifest, stage_run
+
+
+class OpenAIDataError(TunewrightError):
+    """The converted files would be refused by OpenAI (or by the data stage's checks)."""
+
+
+@dataclass
+class Submission:
+    job: dict[str, Any]
+    files: dict[str, Any]
+    reports: dict[str, check.CheckReport]  # "train", and "validation" when uploaded
+    client: Any  # the client that submitted, for following the job
+
+
+def openai_settings(config: Config) -> OpenAISection:
+    """The config's `openai` section (defaults until the section is part of Config)."""
+    return getattr(config, "openai", OpenAISection())
+
+
+def submit_job(config: Config, console: Console | None = None) -> Submission:
+    """Convert, check, upload and create the fine-tuning job; returns it with its files."""
+    console = console or Console(stderr=True)
+    settings = openai_settings(config)
+    if config.train.backend != "openai":
+        raise TunewrightError(
+            f"train.backend is {config.train.backend}, not openai",
+            hint="Set train.backend: openai in the config (or pass train.backend=openai).",
+        )
+    client = make_client(settings)  # a missing key fails here, before any work
+    train, held_out, inputs = prepared_records(config, console)
+    with stage_run(config, jobs.STAGE, inputs=inputs) as run:
+        jobs.reset_job_outputs(run.dir)
+        paths = _convert(run, settings, train, held_out, console)
+        reports = _check(config, settings, paths, len(train))
+        atomic_write_json(run.output("check.json"), {k: r.to_dict() for k, r in reports.items()})
+        _refuse_on_errors(reports)
+        with api_errors(settings):
+            files = _upload(client, paths, console)
+            atomic_write_json(run.output("files.json"), files)
+            job = client.fine_tuning.jobs.create(**job_request(config, settings, files))
+        data = jobs.save_job(run.dir, job)
+        run.output("job.json")
+        run.extra.update(
+            job_id=data["id"],
+            job_status=data["status"],
+            model=settings.model,
+            method=settings.method,
+            billed_tokens_estimate=reports["train"].billed_tokens,
+            epochs_estimate=reports["train"].epochs,
+        )
+    return Submission(data, files, reports, client)
+
+
+def prepared_records(
+    config: Config, console: Console
+) -> tuple[list[Record], list[Record], list[Path]]:
+    """The data stage's train and eval records, preparing them first when needed.
+
+    Lengths in the data stage's report are counted with tiktoken here: no local model is
+    involved in an OpenAI run, so none is loaded."""
+    from tunewright.data.prepare import STAGE as DATA
+    from tunewright.data.prepare import prepare_data
+    from tunewright.openai_ft.tokens import DataStageTokenizer
+
+    data_dir = config.run_dir / DATA
+    manifest = read_manifest(data_dir)
+    current = config.model_dump(mode="json")
+    stale = (
+        manifest is None
+        or manifest["config"]["data"] != current["data"]
+        or manifest["config"]["seed"] != config.seed
+    )
+    if stale:
+        console.print("[bold]data[/bold]: preparing (no prepared data for this config yet)")
+        prepare_data(config, tokenizer=DataStageTokenizer(openai_settings(config).model))
+    files = [data_dir / "train.jsonl", data_dir / "eval.jsonl"]
+    return read_jsonl(files[0]), read_jsonl(files[1]), files
+
+
+def job_request(config: Config, settings: OpenAISection, files: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of `client.fine_tuning.jobs.create`: the one translation from our
+    config to OpenAI's job request."""
+    hyper = settings.hyperparameters.model_dump()
+    if settings.method != "dpo":
+        del hyper["beta"]
+    request: dict[str, Any] = {
+        "model": settings.model,
+        "training_file": files["train"]["id"],
+        "seed": config.seed if settings.seed is None else settings.seed,
+        "method": {"type": settings.method, settings.method: {"hyperparameters": hyper}},
+    }
+    if files.get("validation"):
+        request["validation_file"] = files["validation"]["id"]
+    if settings.suffix:
+        request["suffix"] = settings.suffix
+    return request
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+
+
+def _convert(
+    run: Any,
+    settings: OpenAISection,
+    train: list[Record],
+    held_out: list[Record],
+    console: Console,
+) -> dict[str, Path]:
+    sides = {"train": train}
+    if settings.validation and held_out:
+        sides["validation"] = held_out
+    paths = {}
+    for side, records in sides.items():
+        path = run.output(f"{side}.jsonl")
+        skipped = write_openai_file(records, settings.method, path)
+        if skipped:
+            raise OpenAIDataError(
+                f"{len(skipped)} of {len(records)} {side} records cannot be sent as "
+                f"{settings.method} data; first: {skipped[0]['source']}: {skipped[0]['reason']}",
+                hint="method dpo needs preference data (prompt, chosen, rejected); "
+                "supervised takes every other format.",
+            )
+        paths[side] = path
+    console.print(
+        f"converted {len(train)} train"
+        + (f" and {len(held_out)} validation" if "validation" in paths else "")
+        + f" examples to OpenAI {settings.method} JSONL"
+    )
+    return paths
+
+
+def _check(
+    config: Config, settings: OpenAISection, paths: dict[str, Path], n_train: int
+) -> dict[str, check.CheckReport]:
+    epochs = settings.hyperparameters.n_epochs
+    options = {
+        "model": settings.model,
+        "epochs": None if epochs == "auto" else epochs,
+        "min_words": config.data.min_words,
+        "near_duplicate_threshold": config.data.near_duplicate_threshold,
+        "seed": config.seed,
+    }
+    reports = {"train": check.check_file(paths["train"], **options)}
+    if "validation" in paths:  # OpenAI sets no minimum size for validation files
+        reports["validation"] = check.check_file(paths["validation"], **options, min_examples=0)
+    return reports
+
+
+def _refuse_on_errors(reports: dict[str, check.CheckReport]) -> None:
+    lines = []
+    for side, report in reports.items():
+        for row in report.by_check():
+            if row["severity"] == "error":
+                where = f" (lines {', '.join(map(str, row['lines'][:5]))})" if row["lines"] else ""
+                lines.append(f"  - {side}: {row['check']}: {row['count']}{where}: {row['detail']}")
+    if lines:
+        raise OpenAIDataError(
+            "the converted data would be refused; nothing was uploaded\n" + "\n".join(lines),
+            hint="See check.json in the run's openai folder, or run `tunewright openai check` "
+            "on its train.jsonl; fix the source data and submit again.",
+        )
+
+
+def _upload(client: Any, paths: dict[str, Path], console: Console) -> dict[str, Any]:
+    files: dict[str, Any] = {}
+    for side, path in paths.items():
+        with open(path, "rb") as handle:
+            uploaded = client.files.create(file=handle, purpose="fine-tune")
+        files[side] = uploaded.model_dump(mode="json")
+        console.print(f"uploaded {side} file {path.name} as {uploaded.id}")
+    return files

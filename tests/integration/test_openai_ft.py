@@ -1,0 +1,333 @@
+"""`tunewright openai ...` end to end, against a local stand-in for OpenAI's API.
+
+The stand-in (tests/support/openai_stub.py) speaks the files and fine-tuning wire protocol to the
+official `openai` client; its jobs move one status every 0.2 s, so a whole job takes ~1.5 s.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("openai")
+pytest.importorskip("tiktoken")
+pytest.importorskip("fastapi")
+
+from tests.support.openai_stub import StubServer
+
+from tunewright.openai_ft.settings import OpenAISection
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "openai"
+KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"  # must never reach a file or the output
+
+
+@pytest.fixture(autouse=True)
+def _openai_wired(monkeypatch):
+    """The `openai` config section and CLI group, until Config and cli.py include them."""
+    from pydantic import Field
+
+    import tunewright.cli as cli
+    import tunewright.config as config_module
+    from tunewright.cli_openai import register
+
+    if "openai" not in config_module.Config.model_fields:
+
+        class WithOpenAI(config_module.Config):
+            openai: OpenAISection = Field(default_factory=OpenAISection, description="OpenAI.")
+
+        monkeypatch.setattr(config_module, "Config", WithOpenAI)
+    if not any(group.name == "openai" for group in cli.app.registered_groups):
+        # On a copy of the list, so the group is gone again after the test.
+        monkeypatch.setattr(cli.app, "registered_groups", list(cli.app.registered_groups))
+        register(cli.app)
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with StubServer(api_key=KEY, step_seconds=0.2) as server:
+        yield server
+
+
+def make_config(tmp_path: Path, stub: StubServer, **openai: object) -> Path:
+    """A config for the example's data (copied), with the stub as base URL."""
+    data = tmp_path / "tickets.jsonl"
+    if not data.exists():
+        shutil.copy(EXAMPLE / "tickets.jsonl", data)
+    section = {"base_url": stub.base_url, "poll_seconds": 0.05, "suffix": "triage", **openai}
+    config = {
+        "name": "oa",
+        "data": {"train": data.name, "format": "openai"},
+        "train": {"backend": "openai"},
+        "openai": section,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def assert_key_nowhere(tmp_path: Path, *outputs: str) -> None:
+    for text in outputs:
+        assert KEY not in text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_submit_wait_follows_the_job_to_success_and_stores_it(run_cli, tmp_path, stub):
+    config = make_config(tmp_path, stub)
+    code, out, err = run_cli("openai", "submit", str(config), "--wait")
+    assert code == 0, err
+    folder = tmp_path / "runs" / "oa" / "openai"
+    job = json.loads((folder / "job.json").read_text())
+    assert f"submitted job {job['id']}" in " ".join(out.split())
+    assert job["status"] == "succeeded" and job["model"] == "gpt-4o-mini-2024-07-18"
+    assert job["fine_tuned_model"].startswith("ft:gpt-4o-mini-2024-07-18:stub:triage:")
+    assert f"fine-tuned model: {job['fine_tuned_model']}" in out
+    # The live display: status changes, events and checkpoints as they came.
+    for text in ("status: queued", "status: running", "Fine-tuning job started", "checkpoint"):
+        assert text in err
+    # What was sent: both converted files, then a job that names them.
+    uploaded = dict(stub.uploaded())
+    assert uploaded["train.jsonl"] == (folder / "train.jsonl").read_bytes()
+    assert uploaded["validation.jsonl"] == (folder / "validation.jsonl").read_bytes()
+    request = stub.create_request(job["id"])
+    files = json.loads((folder / "files.json").read_text())
+    assert request["training_file"] == files["train"]["id"]
+    assert request["validation_file"] == files["validation"]["id"]
+    auto = {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}
+    assert request["method"] == {"type": "supervised", "supervised": {"hyperparameters": auto}}
+    assert request["seed"] == 42 and request["suffix"] == "triage"
+    assert_run_folder(folder, job)
+    assert_key_nowhere(tmp_path, out, err)
+
+
+def assert_run_folder(folder: Path, job: dict) -> None:
+    names = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert names == {
+        "check.json",
+        "checkpoints.json",
+        "events.jsonl",
+        "files.json",
+        "job.json",
+        "manifest.json",
+        "results/step_metrics.csv",
+        "train.jsonl",
+        "validation.jsonl",
+    }
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert events[0]["message"].startswith("Validating training file")
+    assert events[-1]["message"] == "The job has successfully completed"
+    assert len({e["id"] for e in events}) == len(events)  # each event stored once
+    checkpoints = json.loads((folder / "checkpoints.json").read_text())
+    assert [c["step_number"] for c in checkpoints] == [1, 2, 3]
+    assert all("train_loss" in c["metrics"] for c in checkpoints)
+    csv = (folder / "results" / "step_metrics.csv").read_text()  # decoded from base64
+    assert csv.startswith("step,train_loss,") and len(csv.splitlines()) == 4
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["job_id"] == job["id"] and manifest["job_status"] == "succeeded"
+    assert manifest["fine_tuned_model"] == job["fine_tuned_model"]
+    check = json.loads((folder / "check.json").read_text())
+    assert check["train"]["ok"] and check["train"]["examples"] == 54
+    assert check["validation"]["examples"] == 6
+
+
+def test_job_commands_after_success(run_cli, tmp_path, stub):
+    config = str(make_config(tmp_path, stub))
+    assert run_cli("openai", "submit", config, "--wait")[0] == 0
+    job_id = json.loads((tmp_path / "runs/oa/openai/job.json").read_text())["id"]
+
+    code, out, _ = run_cli("openai", "status", config)
+    assert code == 0 and f"job {job_id}: succeeded" in out and "trained tokens: 12,345" in out
+
+    code, out, _ = run_cli("openai", "events", config, "--limit", "2")
+    assert code == 0
+    assert "New fine-tuned model created" in out and "successfully completed" in out
+    assert "Validating" not in out
+
+    code, out, _ = run_cli("openai", "checkpoints", config)
+    assert code == 0 and "train_loss" in out and "ckpt-step-3" in out
+
+    code, out, _ = run_cli("openai", "list", config)
+    assert code == 0 and job_id in out and "*" in out
+
+    code, _, err = run_cli("openai", "cancel", config)
+    assert code == 1 and "already completed" in err
+
+
+def test_a_failed_job_is_reported_with_its_error(run_cli, tmp_path, stub):
+    config = make_config(tmp_path, stub, suffix="fail")
+    code, out, err = run_cli("openai", "submit", str(config), "--wait")
+    assert code == 1
+    message = " ".join(err.split())
+    assert "failed: The job failed due to an invalid training file" in message
+    assert "(code invalid_training_file, param training_file)" in message
+    assert "Traceback" not in err
+    job = json.loads((tmp_path / "runs/oa/openai/job.json").read_text())
+    assert job["status"] == "failed" and job["error"]["code"] == "invalid_training_file"
+    assert_key_nowhere(tmp_path, out, err)
+
+
+def test_a_job_cancelled_elsewhere_is_reported(run_cli, tmp_path, stub):
+    config = make_config(tmp_path, stub, suffix="cancelled")
+    code, _, err = run_cli("openai", "submit", str(config), "--wait")
+    assert code == 1
+    assert "was cancelled" in err and "Traceback" not in err
+
+
+def test_status_events_checkpoints_list_and_cancel_while_running(run_cli, tmp_path, stub):
+    config = str(make_config(tmp_path, stub, suffix="slow"))
+    code, out, _ = run_cli("openai", "submit", config)
+    assert code == 0 and "follow it: tunewright openai status" in out
+    job_id = json.loads((tmp_path / "runs/oa/openai/job.json").read_text())["id"]
+
+    code, out, _ = run_cli("openai", "status", config)
+    assert code == 0 and f"job {job_id}: validating_files" in out
+
+    code, out, _ = run_cli("openai", "events", config)
+    assert code == 0 and "Validating training file" in out
+
+    code, out, _ = run_cli("openai", "checkpoints", config, job_id)
+    assert code == 0 and "no checkpoints yet" in out
+
+    code, out, _ = run_cli("openai", "list", config, "--limit", "5")
+    assert code == 0 and job_id in out
+
+    code, out, _ = run_cli("openai", "cancel", config)
+    assert code == 0 and f"job {job_id}: cancelled" in out
+    saved = json.loads((tmp_path / "runs/oa/openai/job.json").read_text())
+    assert saved["status"] == "cancelled"
+
+    code, _, err = run_cli("openai", "status", config, "ftjob-nope")
+    assert code == 1 and "OpenAI error 404" in err and "fine_tuning_job_id" in err
+
+
+def test_missing_key_fails_before_any_work(run_cli, tmp_path, stub, monkeypatch):
+    config = make_config(tmp_path, stub)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    code, _, err = run_cli("openai", "submit", str(config))
+    assert code == 1
+    assert "no OpenAI API key: OPENAI_API_KEY is not set" in err and "hint:" in err
+    assert not (tmp_path / "runs").exists()
+    assert stub.state.requests == []
+    code, _, err = run_cli("openai", "status", str(config), "ftjob-x")
+    assert code == 1 and "OPENAI_API_KEY is not set" in err
+
+
+def test_key_from_another_variable_and_a_rejected_key(run_cli, tmp_path, stub, monkeypatch):
+    monkeypatch.setenv("TEAM_OPENAI_KEY", "sk-wrong-0000000000000000000000000000")
+    config = make_config(tmp_path, stub, api_key_env="TEAM_OPENAI_KEY")
+    code, out, err = run_cli("openai", "submit", str(config))
+    assert code == 1
+    assert "OpenAI error 401: Incorrect API key provided" in " ".join(err.split())
+    assert "hint: Check the key in TEAM_OPENAI_KEY" in " ".join(err.split())
+    assert "sk-wrong-0000000000000000000000000000" not in out + err
+    assert_key_nowhere(tmp_path, out, err)
+
+
+def test_data_openai_would_refuse_is_not_uploaded(run_cli, tmp_path, stub):
+    lines = (EXAMPLE / "tickets.jsonl").read_text().splitlines()[:9]  # 8 train after the split
+    (tmp_path / "tickets.jsonl").write_text("\n".join(lines) + "\n")
+    config = make_config(tmp_path, stub)
+    code, _, err = run_cli("openai", "submit", str(config))
+    assert code == 1
+    message = " ".join(err.split())
+    assert "nothing was uploaded" in message and "too_few_examples" in message
+    assert stub.uploaded() == []
+    check = json.loads((tmp_path / "runs/oa/openai/check.json").read_text())
+    assert not check["train"]["ok"]
+    assert not (tmp_path / "runs/oa/openai/manifest.json").exists()
+
+
+def test_dpo_sends_preference_pairs(run_cli, tmp_path, stub):
+    pairs = tmp_path / "tickets.jsonl"  # make_config points data.train here
+    pairs.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": f"Write a friendly greeting for customer number {i}.",
+                    "chosen": f"Hello and welcome, dear customer number {i}!",
+                    "rejected": f"what do you want, number {i}",
+                }
+            )
+            + "\n"
+            for i in range(30)
+        )
+    )
+    config = make_config(tmp_path, stub, method="dpo", hyperparameters={"beta": 0.2})
+    config.write_text(config.read_text().replace("format: openai", "format: preference"))
+    code, _, err = run_cli("openai", "submit", str(config))
+    assert code == 0, err
+    job_id = json.loads((tmp_path / "runs/oa/openai/job.json").read_text())["id"]
+    request = stub.create_request(job_id)
+    assert request["method"]["type"] == "dpo"
+    assert request["method"]["dpo"]["hyperparameters"]["beta"] == 0.2
+    first = json.loads(dict(stub.uploaded())["train.jsonl"].splitlines()[0])
+    assert set(first) == {"input", "preferred_output", "non_preferred_output"}
+    assert first["preferred_output"][0]["content"].startswith("Hello and welcome")
+
+
+def test_submit_refuses_a_local_backend_and_status_needs_a_job(run_cli, tmp_path, stub):
+    config = make_config(tmp_path, stub)
+    code, _, err = run_cli("openai", "submit", str(config), "train.backend=local")
+    assert code == 1 and "train.backend is local" in err
+    code, _, err = run_cli("openai", "status", str(config))
+    assert code == 1 and "no OpenAI job submitted for run 'oa'" in err
+
+
+def test_check_command_prints_the_table_and_json(run_cli, tmp_path):
+    code, out, _ = run_cli("openai", "check", str(EXAMPLE / "tickets.jsonl"))
+    assert code == 0
+    flat = " ".join(out.split())
+    assert "60 examples" in flat and "epochs: 3" in flat and "billed tokens: ~" in flat
+    bad = tmp_path / "bad.jsonl"
+    lines = (EXAMPLE / "tickets.jsonl").read_text().splitlines()
+    bad.write_text("\n".join([lines[0], "{oops", *lines[1:12]]) + "\n")
+    code, out, _ = run_cli("openai", "check", str(bad), "--epochs", "2")
+    assert code == 1 and "invalid_json" in out and "1 error, 0 warnings" in out
+    code, out, _ = run_cli("openai", "check", str(bad), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["checks"][0] == {
+        "check": "invalid_json",
+        "severity": "error",
+        "count": 1,
+        "lines": [2],
+        "detail": "invalid JSON: Expecting property name enclosed in double quotes at column 2",
+    }
+    code, _, err = run_cli("openai", "check", str(tmp_path / "missing.jsonl"))
+    assert code == 1 and "file not found" in err
+
+
+def test_following_survives_dropped_connections_but_not_forever():
+    import openai
+
+    from tunewright.openai_ft.jobs import MAX_POLL_FAILURES, Update, follow_job
+
+    def dropped() -> Exception:
+        return openai.APIConnectionError(request=None)  # type: ignore[arg-type]
+
+    class Flaky:
+        def __init__(self, answers: list) -> None:
+            self.answers = iter(answers)
+
+        def poll(self) -> Update:
+            answer = next(self.answers)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    answers = [dropped(), Update({"status": "running"}), dropped(), Update({"status": "succeeded"})]
+    updates: list[Update] = []
+    retries: list[str] = []
+    job = follow_job(Flaky(answers), 0, updates.append, retries.append, sleep=lambda _: None)
+    assert job["status"] == "succeeded" and len(updates) == 2
+    assert len(retries) == 2 and "APIConnectionError" in retries[0]
+    always_down = Flaky([dropped() for _ in range(MAX_POLL_FAILURES + 1)])
+    with pytest.raises(openai.APIConnectionError):
+        follow_job(always_down, 0, updates.append, sleep=lambda _: None)
