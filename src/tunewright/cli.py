@@ -508,8 +508,10 @@ def _yes(flag: bool) -> str:
 
 def _register_command_groups() -> None:
     """Stages whose commands live beside their own code."""
+    from tunewright.cli_export import register as register_export
     from tunewright.cli_openai import register as register_openai
 
+    register_export(app)
     register_openai(app)
 
 

@@ -65,6 +65,8 @@ def not_applicable(config: Config, stage: str) -> str | None:
         return "train.backend is openai: use `tunewright openai submit`"
     if stage == "export" and not config.export.merge:
         return "export.merge is false"
+    if stage == "export" and config.train.method == "full":
+        return "full fine-tuning has nothing to merge (`tunewright export` exports the model)"
     if stage == "export" and config.train.method not in MERGEABLE:
         return f"{config.train.method} adapters cannot be merged; they are served as adapters"
     if stage == "export" and (read_manifest(config.run_dir / "train") or {}).get("labels"):

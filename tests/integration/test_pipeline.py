@@ -81,3 +81,16 @@ def test_changes_rerun_only_what_depends_on_them(tmp_path, tiny_model_dir, run_c
 def test_unknown_force_stage_is_a_user_error(tmp_path, tiny_model_dir, run_cli):
     code, _, err = run_cli("run", str(project(tmp_path, tiny_model_dir, False)), "--force", "x")
     assert code == 1 and "unknown stage" in err
+
+
+def test_run_merges_lora_and_rerun_skips_the_merge(tmp_path, tiny_model_dir, run_cli):
+    config = project(tmp_path, tiny_model_dir, merge=True)
+    code, out, err = run_cli("run", str(config))
+    assert code == 0, err
+    assert stages(out)["export"].startswith("ran")
+    merged = tmp_path / "runs" / "pipe" / "export" / "merged"
+    assert (merged / "model.safetensors").is_file()
+    assert f"serve it: tunewright serve --model {merged}" in out
+    code, out, err = run_cli("run", str(config))
+    assert code == 0, err
+    assert set(stages(out).values()) == {"skipped (up to date)"}

@@ -1,0 +1,1 @@
+"""Helpers of the export stage (`tunewright.export`): merging, parity, model card, hub."""
