@@ -443,8 +443,8 @@ def print_run_summary(result: dict) -> None:
         )
     for name, path in result["artifacts"].items():
         if path:
-            out.print(f"{name} -> {path}")
-    out.print(f"serve it: {result['serve_command']}")
+            out.print(f"{name} -> {path}", soft_wrap=True)
+    out.print(f"serve it: {result['serve_command']}", soft_wrap=True)
 
 
 def print_eval_summary(results: dict) -> None:
