@@ -308,6 +308,15 @@ class ServeSection(Section):
     log_content: bool = Field(
         False, description="Write prompts and outputs to the request log (off: counts only)."
     )
+    batch_size: int = Field(
+        16,
+        gt=0,
+        description="Non-streaming requests generated together; larger batches raise "
+        "throughput on CPU (bench/serve_load.py).",
+    )
+    max_body_bytes: int = Field(
+        1048576, gt=0, description="Largest request body accepted, in bytes."
+    )
 
 
 # Declared in its own module (it is the OpenAI backend's), imported here once `Section` exists.
