@@ -1,17 +1,20 @@
 """The training stage: prepared data + base model -> adapter (or full weights) in `<run>/train/`.
 
-Read top to bottom: check the method can run, make sure the data stage is done, load the
-tokenizer and verify the loss mask, build features, load and wrap the model, resolve `auto`
-values, train with checkpoints and trackers, save the result atomically, plot the losses.
+Read top to bottom: join the other processes (if any), check the method can run, make sure the
+data stage is done, load the tokenizer and verify the loss mask, build features, load and wrap
+the model, resolve `auto` values, train with checkpoints and trackers, save the result
+atomically, plot the losses.
+
+Several processes (`tunewright train --nproc N`, torchrun, accelerate launch) all run this same
+flow; rank 0 alone writes the run folder: data stage, metrics, plots, final weights, manifest.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
+import resource
 import shutil
-from collections.abc import Iterator
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +23,11 @@ from rich.console import Console
 
 from tunewright.config import Config
 from tunewright.data.records import Record, read_jsonl
+from tunewright.distributed import DistContext, gather, run_on_main
 from tunewright.errors import TunewrightError
-from tunewright.runs import atomic_dir, read_manifest, stage_run
+from tunewright.runs import StageRun, atomic_dir, read_manifest, stage_run
 
 STAGE = "train"
-LOSS_MASK_SAMPLE = 16  # examples whose labels are checked against the assistant spans
 
 
 class TrainingDivergedError(TunewrightError):
@@ -35,26 +38,36 @@ class TrainingDivergedError(TunewrightError):
 class TrainResult:
     output_dir: Path  # the adapter (or full model) folder
     metrics: dict[str, Any]
+    is_main: bool = True  # rank 0, the process that wrote the run folder
 
 
 def train_model(
     config: Config, *, resume: bool = False, console: Console | None = None
 ) -> TrainResult:
     """Fine-tune `config.model` on the run's prepared data; see the module docstring."""
+    from tunewright.distributed import init_distributed
+
+    context = init_distributed()
+    # Only rank 0 talks; the others run the same flow silently.
     console = console or Console(stderr=True)
-    job = build_job(config, console)
-    return run_job(config, job, resume=resume, console=console)
+    if not context.is_main:
+        console = Console(stderr=True, quiet=True)
+    job = build_job(config, console, context)
+    return run_job(config, job, resume=resume, console=console, context=context)
 
 
-def build_job(config: Config, console: Console | None = None) -> Job:
+def build_job(
+    config: Config, console: Console | None = None, context: DistContext | None = None
+) -> Job:
     """Data, tokenizer and the wrapped model, ready to train; fails before any training when
     the method cannot run here or the loss mask is wrong."""
     console = console or Console(stderr=True)
+    context = context or DistContext()
     from tunewright.models import load_tokenizer, resolve_model
     from tunewright.training.model_setup import check_method_available
 
     check_method_available(config, _device())
-    train_records, eval_records, data_files = _prepared_data(config, console)
+    train_records, eval_records, data_files = _prepared_data(config, console, context)
     from transformers import set_seed
 
     set_seed(config.seed)  # adapter initialisation is random too
@@ -67,18 +80,30 @@ def build_job(config: Config, console: Console | None = None) -> Job:
 
         job = build_encoder_job(config, folder, tokenizer, train_records, eval_records)
     else:
-        job = _causal_job(config, folder, tokenizer, train_records, eval_records)
+        from tunewright.training.causal import build_causal_job
+
+        job = build_causal_job(config, folder, tokenizer, train_records, eval_records)
     job.inputs = data_files
     return job
 
 
 def run_job(
-    config: Config, job: Job, *, resume: bool = False, console: Console | None = None
+    config: Config,
+    job: Job,
+    *,
+    resume: bool = False,
+    console: Console | None = None,
+    context: DistContext | None = None,
 ) -> TrainResult:
-    """Train a built job and write `<run>/train/`."""
+    """Train a built job and write `<run>/train/` (from rank 0 only)."""
     console = console or Console(stderr=True)
-    with stage_run(config, STAGE, inputs=job.inputs) as run:
-        return _run_job(config, job, run, resume, console)
+    context = context or DistContext()
+    if context.is_main:
+        with stage_run(config, STAGE, inputs=job.inputs) as run:
+            return _run_job(config, job, run, resume, console, context)
+    # The other ranks get the same paths but never touch the manifest.
+    replica = StageRun(config=config, stage=STAGE, inputs=job.inputs, dir=config.run_dir / STAGE)
+    return _run_job(config, job, replica, resume, console, context)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,10 +111,17 @@ def run_job(
 
 
 def _prepared_data(
-    config: Config, console: Console
+    config: Config, console: Console, context: DistContext
 ) -> tuple[list[Record], list[Record], list[Path]]:
-    """The data stage's train/eval files, running the data stage first when it has not run
-    for this data config."""
+    """The data stage's train/eval files. Rank 0 runs the data stage first when it has not run
+    for this data config; the other ranks wait for it and read what it wrote."""
+    data_dir = run_on_main(context, lambda: ensure_prepared_data(config, console))
+    files = [data_dir / "train.jsonl", data_dir / "eval.jsonl"]
+    return read_jsonl(files[0]), read_jsonl(files[1]), files
+
+
+def ensure_prepared_data(config: Config, console: Console) -> Path:
+    """Run the data stage unless its manifest matches this data config; returns its folder."""
     from tunewright.data.prepare import STAGE as DATA
     from tunewright.data.prepare import prepare_data
 
@@ -104,8 +136,7 @@ def _prepared_data(
     if stale:
         console.print("[bold]data[/bold]: preparing (no prepared data for this config yet)")
         prepare_data(config)
-    files = [data_dir / "train.jsonl", data_dir / "eval.jsonl"]
-    return read_jsonl(files[0]), read_jsonl(files[1]), files
+    return data_dir
 
 
 def _is_encoder(folder: Path) -> bool:
@@ -126,13 +157,13 @@ def _device() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The causal-LM job
+# The job
 
 
 @dataclass
 class Job:
-    """Everything a run needs, whichever kind of model: built by `_causal_job` or the encoder
-    builder, consumed by `_run_job`."""
+    """Everything a run needs, whichever kind of model: built by `build_causal_job` or
+    `build_encoder_job`, consumed by `_run_job`."""
 
     model: Any
     tokenizer: Any
@@ -143,91 +174,125 @@ class Job:
     n_params: int
     extra: dict[str, Any]
     inputs: list[Path] = field(default_factory=list)
-
-
-def _causal_job(
-    config: Config, folder: Path, tokenizer: Any, train: list[Record], evals: list[Record]
-) -> Job:
-    from tunewright.chat import verify_loss_mask
-    from tunewright.models import count_parameters
-    from tunewright.training.features import (
-        PackedCollator,
-        PaddedCollator,
-        causal_features,
-        count_loss_tokens,
-    )
-    from tunewright.training.model_setup import PROMPT_METHODS, load_base_for_training, wrap_model
-    from tunewright.training.trainer import CountingTrainer, SelectiveLossTrainer
-
-    if not config.train.train_on_prompt:
-        sample = [r["messages"] for r in train[:LOSS_MASK_SAMPLE] if r["task"] != "preference"]
-        verify_loss_mask(tokenizer, sample, tools=[r.get("tools") for r in train[: len(sample)]])
-    max_len, on_prompt = config.data.max_seq_len, config.train.train_on_prompt
-    train_features = causal_features(tokenizer, train, max_len, on_prompt)
-    eval_features = causal_features(tokenizer, evals, max_len, on_prompt)
-    model = wrap_model(config, load_base_for_training(config, folder), "CAUSAL_LM")
-    packed = config.train.method not in PROMPT_METHODS
-    return Job(
-        model=model,
-        tokenizer=tokenizer,
-        train_features=train_features,
-        eval_features=eval_features,
-        collator=PackedCollator() if packed else PaddedCollator(tokenizer.pad_token_id),
-        trainer_class=SelectiveLossTrainer if packed else CountingTrainer,
-        n_params=count_parameters(folder) or 0,
-        extra={
-            "batching": "padding-free" if packed else "padded",
-            "loss_tokens": count_loss_tokens(train_features),
-        },
-    )
+    # Every trainable parameter gets a gradient each step, so DDP need not search for idle ones.
+    every_parameter_used: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
 # Running a job
 
 
-def _run_job(config: Config, job: Job, run: Any, resume: bool, console: Console) -> TrainResult:
-    from tunewright.training.callbacks import last_complete_checkpoint
+def _run_job(
+    config: Config, job: Job, run: StageRun, resume: bool, console: Console, context: DistContext
+) -> TrainResult:
     from tunewright.training.defaults import resolve_hyper
+    from tunewright.training.engines import engine_report, full_state_dict, plan_engine
     from tunewright.training.model_setup import trainable_summary
     from tunewright.training.plot import plot_loss
+    from tunewright.training.trackers import tracker_env
 
-    hyper = resolve_hyper(config.train, job.n_params, len(job.train_features))
-    _print_plan(console, config, hyper, job)
+    plan = plan_engine(config, context)
+    hyper = resolve_hyper(
+        config.train, job.n_params, len(job.train_features), processes=context.world_size
+    )
+    _print_plan(console, config, hyper, job, plan)
     checkpoints = run.dir / "checkpoints"
     metrics_path = run.output("metrics.jsonl")
-    start_from = last_complete_checkpoint(checkpoints) if resume else None
-    if resume and start_from is None:
-        console.print("[yellow]--resume: no complete checkpoint, starting from scratch[/yellow]")
-    _reset_outputs(run.dir, checkpoints, metrics_path, start_from)
-    with _tracker_env(config, run.dir):
-        trainer, guards = _build_trainer(config, job, hyper, checkpoints, metrics_path, console)
+    start_from = run_on_main(
+        context, lambda: _start_point(checkpoints, metrics_path, resume, console)
+    )
+    with tracker_env(config, run.dir, main=context.is_main):
+        trainer, watch = _build_trainer(
+            config, job, hyper, checkpoints, metrics_path, console, plan, context
+        )
         if config.train.max_steps != 0:  # 0: keep the freshly initialised adapter (a baseline)
             trainer.train(resume_from_checkpoint=str(start_from) if start_from else None)
-        if guards["divergence"].diverged_at is not None:
-            last = last_complete_checkpoint(checkpoints)
+        if watch.divergence.diverged_at is not None:
+            last = run_on_main(context, lambda: last_checkpoint(checkpoints))
             raise TrainingDivergedError(
-                f"loss became NaN/inf at step {guards['divergence'].diverged_at}; stopped",
+                f"loss became NaN/inf at step {watch.divergence.diverged_at}; stopped",
                 hint=f"Last good checkpoint: {last or 'none'}. Lower train.learning_rate, or use "
                 "precision fp32; resume with --resume after changing it.",
             )
         final_eval = trainer.evaluate() if job.eval_features else {}
+    trained = config.train.max_steps != 0
+    engine = _check_engine(engine_report(trainer, context, plan), plan, console, trained)
+    weights = full_state_dict(trainer, engine["engine"])  # every rank takes part
+    peaks = gather(context, peak_rss_mb())
     output = run.output("model" if config.train.method == "full" else "adapter")
-    with atomic_dir(output) as tmp:
-        job.model.save_pretrained(tmp)
-        job.tokenizer.save_pretrained(tmp)
-    plot_loss(metrics_path, run.output("loss.png"), f"{config.name}: {config.train.method}")
-    metrics = _summary(trainer, final_eval, guards, hyper, job)
+    if context.is_main:
+        _save_weights(output, job, weights)
+        plot_loss(metrics_path, run.output("loss.png"), f"{config.name}: {config.train.method}")
+    metrics = _summary(trainer, final_eval, watch, job)
     run.extra.update(
         {
             "hyperparameters": hyper.as_dict(),
             "metrics": metrics,
             **trainable_summary(job.model),
             **job.extra,
+            "distributed": engine,
+            "peak_rss_mb": peaks[0],  # this process's high-water mark, loading included
+            **({"peak_rss_mb_per_rank": peaks} if context.distributed else {}),
             "resumed_from": str(start_from) if start_from else None,
         }
     )
-    return TrainResult(output, metrics)
+    return TrainResult(output, metrics, is_main=context.is_main)
+
+
+def _start_point(
+    checkpoints: Path, metrics_path: Path, resume: bool, console: Console
+) -> Path | None:
+    """Rank 0 picks the checkpoint to resume from and clears what a fresh run forgets."""
+    start_from = last_checkpoint(checkpoints) if resume else None
+    if resume and start_from is None:
+        console.print("[yellow]--resume: no complete checkpoint, starting from scratch[/yellow]")
+    _reset_outputs(checkpoints, metrics_path, start_from)
+    return start_from
+
+
+def last_checkpoint(checkpoints: Path) -> Path | None:
+    from tunewright.training.callbacks import last_complete_checkpoint
+
+    return last_complete_checkpoint(checkpoints)
+
+
+def _check_engine(
+    report: dict[str, Any], plan: Any, console: Console, trained: bool
+) -> dict[str, Any]:
+    """Say so when the engine that ran is not the one the run asked for (nothing is wrapped
+    when no step ran)."""
+    if trained and report["engine"] != plan.engine:
+        warning = f"asked for {plan.engine}, but {report['engine']} ran"
+        report["note"] = "; ".join(filter(None, [report.get("note"), warning]))
+        console.print(f"[yellow]warning:[/yellow] train.distributed: {warning}")
+    return report
+
+
+def _save_weights(output: Path, job: Job, weights: dict[str, Any] | None) -> None:
+    """The adapter (or full model) and tokenizer, as plain HF files; `weights` is the
+    consolidated state dict when the engine had split the model."""
+    with atomic_dir(output) as tmp:
+        if weights is None:
+            job.model.save_pretrained(tmp)
+        else:
+            job.model.save_pretrained(tmp, state_dict=weights)
+        job.tokenizer.save_pretrained(tmp)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (ru_maxrss is KiB on Linux, bytes on
+    macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+@dataclass
+class Watchers:
+    """The callbacks whose findings end up in the summary."""
+
+    divergence: Any
+    overfit: Any
+    log: Any
 
 
 def _build_trainer(
@@ -237,7 +302,9 @@ def _build_trainer(
     checkpoints: Path,
     metrics_path: Path,
     console: Console,
-) -> tuple[Any, dict[str, Any]]:
+    plan: Any,
+    context: DistContext,
+) -> tuple[Any, Watchers]:
     from transformers import EarlyStoppingCallback
     from transformers.trainer_callback import PrinterCallback
 
@@ -249,8 +316,17 @@ def _build_trainer(
         OverfitWarning,
         ProgressCallback,
     )
+    from tunewright.training.engines import engine_arguments
 
-    args = training_arguments(config, hyper, checkpoints, has_eval=bool(job.eval_features))
+    args = training_arguments(
+        config,
+        hyper,
+        checkpoints,
+        has_eval=bool(job.eval_features),
+        padded=job.extra.get("batching") != "padding-free",
+        engine=engine_arguments(config, plan, context, job.model),
+        every_parameter_used=job.every_parameter_used,
+    )
     trainer = job.trainer_class(
         model=job.model,
         args=args,
@@ -259,19 +335,21 @@ def _build_trainer(
         data_collator=job.collator,
     )
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace it
-    guards = {"divergence": DivergenceGuard(), "overfit": OverfitWarning(console)}
-    tokens = lambda: trainer.tokens_seen  # noqa: E731
-    trainer.add_callback(ProgressCallback(tokens, console))
-    trainer.add_callback(MetricsLogCallback(metrics_path, tokens))
-    trainer.add_callback(CheckpointMark())
-    for guard in guards.values():
-        trainer.add_callback(guard)
+    # Input tokens of all processes, counted by the Trainer.
+    tokens = lambda: trainer.state.num_input_tokens_seen  # noqa: E731
+    watch = Watchers(
+        DivergenceGuard(), OverfitWarning(console), MetricsLogCallback(metrics_path, tokens)
+    )
+    for callback in (ProgressCallback(tokens, console), watch.log, CheckpointMark()):
+        trainer.add_callback(callback)
+    trainer.add_callback(watch.divergence)
+    trainer.add_callback(watch.overfit)
     if config.train.early_stopping_patience and job.eval_features:
         trainer.add_callback(EarlyStoppingCallback(config.train.early_stopping_patience))
-    return trainer, guards
+    return trainer, watch
 
 
-def _reset_outputs(stage_dir: Path, checkpoints: Path, metrics: Path, start: Path | None) -> None:
+def _reset_outputs(checkpoints: Path, metrics: Path, start: Path | None) -> None:
     """A fresh run forgets earlier checkpoints and logs; a resumed one keeps the log up to its
     checkpoint, so the steps redone after it are not logged twice."""
     if start is None:
@@ -288,67 +366,40 @@ def _reset_outputs(stage_dir: Path, checkpoints: Path, metrics: Path, start: Pat
         metrics.write_text("".join(line + "\n" for line in kept))
 
 
-def _summary(trainer: Any, final_eval: dict, guards: dict, hyper: Any, job: Job) -> dict[str, Any]:
+def _summary(trainer: Any, final_eval: dict, watch: Watchers, job: Job) -> dict[str, Any]:
     history = trainer.state.log_history
     losses = [e["loss"] for e in history if "loss" in e]
     runtime = next((e for e in reversed(history) if "train_runtime" in e), {})
     seconds = runtime.get("train_runtime") or 0.0
+    tokens = trainer.state.num_input_tokens_seen - watch.log.start_tokens  # this session's
     return {
         "steps": trainer.state.global_step,
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
         "eval_loss": final_eval.get("eval_loss"),
         "train_seconds": round(seconds, 2),
-        "tokens_seen": trainer.tokens_seen,
-        "tokens_per_s": round(trainer.tokens_seen / seconds, 2) if seconds else None,
-        "overfitting_warning": guards["overfit"].warning,
+        "tokens_seen": tokens,
+        "tokens_per_s": round(tokens / seconds, 2) if seconds else None,
+        "overfitting_warning": watch.overfit.warning,
         "best_checkpoint": trainer.state.best_model_checkpoint,
     }
 
 
-def _print_plan(console: Console, config: Config, hyper: Any, job: Job) -> None:
+def _print_plan(console: Console, config: Config, hyper: Any, job: Job, plan: Any) -> None:
     from tunewright.training.model_setup import trainable_summary
 
     counts = trainable_summary(job.model)
     values = ", ".join(f"{k} {getattr(hyper, k)} ({hyper.sources[k]})" for k in hyper.sources)
+    # e.g. 4 per device x 2 accumulation x 2 processes = 16 examples per optimizer step
+    batch = (
+        f"global batch {hyper.batch_size} per device x {hyper.grad_accum} accumulation x "
+        f"{hyper.processes} process(es) = {hyper.global_batch}"
+    )
+    engine = "" if plan.engine == "single" else f"; engine {plan.engine}"
+    note = f" ({plan.note})" if plan.note else ""
     console.print(
         f"[bold]train[/bold]: {config.train.method} on {config.model.name}, "
         f"{len(job.train_features)} train / {len(job.eval_features)} eval examples, "
         f"{counts['trainable_parameters']:,} of {counts['total_parameters']:,} parameters "
-        f"trainable\n  {values}; global batch {hyper.global_batch}"
+        f"trainable\n  {values}\n  {batch}{engine}{note}"
     )
-
-
-@contextlib.contextmanager
-def _tracker_env(config: Config, stage_dir: Path) -> Iterator[None]:
-    """Point the trackers at the run folder, offline where no account is configured; the
-    environment is restored afterwards."""
-    env = {"TENSORBOARD_LOGGING_DIR": str(stage_dir / "tensorboard")}
-    if "wandb" in config.train.report_to:
-        env.update({"WANDB_DIR": str(stage_dir), "WANDB_PROJECT": "tunewright"})
-        if not os.environ.get("WANDB_API_KEY"):
-            env["WANDB_MODE"] = "offline"
-    if "mlflow" in config.train.report_to:
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{stage_dir / 'mlflow.db'}"
-        env.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "tunewright"})
-        _ensure_mlflow_experiment(uri, stage_dir / "mlruns")
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _ensure_mlflow_experiment(uri: str, artifacts: Path) -> None:
-    """Create the experiment with its artifacts in the run folder (MLflow's default is
-    ./mlruns under whatever the working directory happens to be)."""
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name("tunewright") is None:
-        mlflow.create_experiment("tunewright", artifact_location=artifacts.as_uri())

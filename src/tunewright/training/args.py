@@ -10,7 +10,18 @@ from tunewright.config import Config
 from tunewright.training.defaults import Hyper
 
 
-def training_arguments(config: Config, hyper: Hyper, output_dir: Path, has_eval: bool) -> Any:
+def training_arguments(
+    config: Config,
+    hyper: Hyper,
+    output_dir: Path,
+    has_eval: bool,
+    *,
+    padded: bool = False,
+    engine: dict[str, Any] | None = None,
+    every_parameter_used: bool = False,
+) -> Any:
+    """`engine` holds the distributed engine's own arguments (`training.engines`); with
+    `every_parameter_used`, DDP skips its search for parameters that got no gradient."""
     import torch
     from transformers import TrainingArguments
 
@@ -55,6 +66,11 @@ def training_arguments(config: Config, hyper: Hyper, output_dir: Path, has_eval:
         remove_unused_columns=False,
         dataloader_num_workers=0,
         average_tokens_across_devices=True,
+        # Counted by the Trainer and summed over all processes. Padding-free batches hold no
+        # padding, so every input token counts; padded ones are counted by attention mask.
+        include_num_input_tokens_seen="non_padding" if padded else "all",
+        ddp_find_unused_parameters=False if every_parameter_used else None,
+        **(engine or {}),
     )
 
 

@@ -30,6 +30,7 @@ class ProgressCallback(TrainerCallback):
         self.start = 0.0
         self.start_tokens = 0
         self.loss = float("nan")
+        self.speed = 0.0  # tokens/s since training (re)started
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
@@ -57,22 +58,25 @@ class ProgressCallback(TrainerCallback):
             return
         elapsed = time.perf_counter() - self.start
         speed = (self.tokens_seen() - self.start_tokens) / elapsed if elapsed > 0 else 0.0
-        self.progress.update(
-            self.task, completed=state.global_step, speed=f"{speed:.0f}", loss=f"{self.loss:.4f}"
-        )
+        self.speed = speed
+        self.progress.update(self.task, completed=state.global_step, speed=f"{speed:.0f}")
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        # The step's loss is logged after on_step_end, so the loss is shown from here.
+        if self.progress is None or not logs or "loss" not in logs:
+            return
+        self.loss = float(logs["loss"])
+        self.progress.update(self.task, loss=f"{self.loss:.4f}")
         # Logs and CI have no live bar: print a plain line every tenth of the run instead.
         every = max(1, state.max_steps // 10)
         if not self.console.is_terminal and state.global_step % every == 0:
             done = state.global_step / max(state.max_steps, 1)
+            elapsed = time.perf_counter() - self.start
             eta = elapsed / done * (1 - done) if done else 0.0
             self.console.print(
                 f"step {state.global_step}/{state.max_steps}: loss {self.loss:.4f}, "
-                f"{speed:.0f} tokens/s, eta {eta:.0f} s"
+                f"{self.speed:.0f} tokens/s, eta {eta:.0f} s"
             )
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-        if logs and "loss" in logs:
-            self.loss = float(logs["loss"])
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.progress is not None:
@@ -161,9 +165,13 @@ class OverfitWarning(TrainerCallback):
 
 class CheckpointMark(TrainerCallback):
     """Marks a checkpoint complete once the Trainer has finished writing it, so `--resume`
-    never picks one that was being written when the process died."""
+    never picks one that was being written when the process died.
+
+    With several processes each writes its own part (its RNG state; its shard under FSDP), so
+    rank 0 marks only after all of them are done."""
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        _wait_for_all_processes()
         if not state.is_world_process_zero:
             return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -171,6 +179,13 @@ class CheckpointMark(TrainerCallback):
             atomic_write_json(
                 folder / COMPLETE_MARK, {"step": state.global_step, "epoch": state.epoch}
             )
+
+
+def _wait_for_all_processes() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def last_complete_checkpoint(folder: Path) -> Path | None:

@@ -20,7 +20,7 @@ def build_encoder_job(
     from tunewright.train import Job
     from tunewright.training.features import classification_features
     from tunewright.training.model_setup import load_base_for_training, wrap_model
-    from tunewright.training.trainer import CountingTrainer
+    from tunewright.training.trainer import EngineTrainer
 
     unlabeled = [r for r in train + evals if r.get("label") is None]
     if unlabeled:
@@ -41,7 +41,7 @@ def build_encoder_job(
         train_features=classification_features(tokenizer, train, labels, max_len),
         eval_features=classification_features(tokenizer, evals, labels, max_len),
         collator=DataCollatorWithPadding(tokenizer),
-        trainer_class=CountingTrainer,
+        trainer_class=EngineTrainer,
         n_params=count_parameters(folder) or 0,
         extra={"batching": "padded", "labels": labels},
     )

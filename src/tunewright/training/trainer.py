@@ -1,4 +1,6 @@
-"""The HF Trainer with one change for packed causal-LM batches: logits only where there is loss.
+"""The HF Trainer, with FSDP that really shards on CPU (`EngineTrainer`), and one change for
+packed causal-LM batches: logits only where there is loss (`SelectiveLossTrainer`). Input
+tokens are counted by the Trainer itself, summed over all processes.
 
 On CPU the LM head over a 49k vocabulary is a large share of each step, and most positions are
 prompt tokens whose logits are thrown away. We run the backbone as usual, keep the hidden
@@ -9,6 +11,7 @@ the whole accumulated batch, the same normalisation the HF models use.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -16,17 +19,32 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from tunewright.chat import IGNORE_INDEX
+from tunewright.training.engines import enable_fsdp_on_cpu
 
 
-class SelectiveLossTrainer(Trainer):
+class EngineTrainer(Trainer):
+    """The HF Trainer, with FSDP that really shards on CPU too (see `training.engines`); the
+    plain HF loss, for padded batches."""
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        enable_fsdp_on_cpu(self)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        # With sharded FSDP checkpoints this writes nothing (the shards are written with the
+        # optimizer, later), yet right after it every rank checks whether the checkpoint
+        # folder exists to track the best one. Ranks that disagree then disagree on loading
+        # the best checkpoint at the end, a collective, and hang. Make the folder exist.
+        if output_dir is not None:
+            os.makedirs(output_dir, exist_ok=True)
+
+
+class SelectiveLossTrainer(EngineTrainer):
     """Trainer for padding-free batches (batch dimension 1, position ids per example)."""
 
     # Our loss is already divided by the tokens of the whole accumulated batch.
     loss_is_scaled_for_ga = True
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.tokens_seen = 0  # non-padding input tokens processed in training steps
 
     def compute_loss(
         self,
@@ -47,8 +65,6 @@ class SelectiveLossTrainer(Trainer):
             loss = loss / num_items_in_batch
             if self.args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes
-        if model.training:
-            self.tokens_seen += int(inputs["input_ids"].numel())
         return (loss, outputs) if return_outputs else loss
 
     def prediction_step(
@@ -63,18 +79,3 @@ class SelectiveLossTrainer(Trainer):
         with torch.no_grad():
             loss = self.compute_loss(model, dict(inputs))
         return loss.detach(), None, None
-
-
-class CountingTrainer(Trainer):
-    """The plain HF loss path (padded batches), counting non-padding tokens for throughput."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.tokens_seen = 0
-
-    def compute_loss(
-        self, model: torch.nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any
-    ) -> Any:
-        if model.training and "attention_mask" in inputs:
-            self.tokens_seen += int(inputs["attention_mask"].sum())
-        return super().compute_loss(model, inputs, *args, **kwargs)

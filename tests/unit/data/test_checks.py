@@ -1,4 +1,3 @@
-
 import pytest
 from tests.unit.data.texts import text, words
 

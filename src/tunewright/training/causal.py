@@ -1,0 +1,52 @@
+"""Chat, instruction, code, summarization and text data on a causal LM: SFT with the loss on
+assistant tokens, in padding-free batches (padded ones for prefix and prompt tuning)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunewright.config import Config
+from tunewright.data.records import Record
+
+LOSS_MASK_SAMPLE = 16  # examples whose labels are checked against the assistant spans
+
+
+def build_causal_job(
+    config: Config, folder: Path, tokenizer: Any, train: list[Record], evals: list[Record]
+) -> Any:
+    """The causal-LM `Job`; fails first when the chat template cannot separate the turns."""
+    from tunewright.chat import verify_loss_mask
+    from tunewright.models import count_parameters
+    from tunewright.train import Job
+    from tunewright.training.features import (
+        PackedCollator,
+        PaddedCollator,
+        causal_features,
+        count_loss_tokens,
+    )
+    from tunewright.training.model_setup import PROMPT_METHODS, load_base_for_training, wrap_model
+    from tunewright.training.trainer import EngineTrainer, SelectiveLossTrainer
+
+    if not config.train.train_on_prompt:
+        sample = [r["messages"] for r in train[:LOSS_MASK_SAMPLE] if r["task"] != "preference"]
+        verify_loss_mask(tokenizer, sample, tools=[r.get("tools") for r in train[: len(sample)]])
+    max_len, on_prompt = config.data.max_seq_len, config.train.train_on_prompt
+    train_features = causal_features(tokenizer, train, max_len, on_prompt)
+    eval_features = causal_features(tokenizer, evals, max_len, on_prompt)
+    model = wrap_model(config, load_base_for_training(config, folder), "CAUSAL_LM")
+    packed = config.train.method not in PROMPT_METHODS
+    return Job(
+        model=model,
+        tokenizer=tokenizer,
+        train_features=train_features,
+        eval_features=eval_features,
+        collator=PackedCollator() if packed else PaddedCollator(tokenizer.pad_token_id),
+        trainer_class=SelectiveLossTrainer if packed else EngineTrainer,
+        n_params=count_parameters(folder) or 0,
+        extra={
+            "batching": "padding-free" if packed else "padded",
+            "loss_tokens": count_loss_tokens(train_features),
+        },
+        every_parameter_used=True,
+    )

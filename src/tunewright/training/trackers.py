@@ -1,0 +1,48 @@
+"""Experiment trackers pointed at the run folder: TensorBoard always, W&B offline unless a key
+is set, MLflow in a local SQLite store unless a tracking URI is set."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from tunewright.config import Config
+
+
+@contextlib.contextmanager
+def tracker_env(config: Config, stage_dir: Path, main: bool = True) -> Iterator[None]:
+    """Point the trackers at the run folder, offline where no account is configured; the
+    environment is restored afterwards. Only the `main` process creates anything (the
+    trackers log from rank 0 alone)."""
+    env = {"TENSORBOARD_LOGGING_DIR": str(stage_dir / "tensorboard")}
+    if "wandb" in config.train.report_to:
+        env.update({"WANDB_DIR": str(stage_dir), "WANDB_PROJECT": "tunewright"})
+        if not os.environ.get("WANDB_API_KEY"):
+            env["WANDB_MODE"] = "offline"
+    if "mlflow" in config.train.report_to:
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{stage_dir / 'mlflow.db'}"
+        env.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "tunewright"})
+        if main:
+            _ensure_mlflow_experiment(uri, stage_dir / "mlruns")
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _ensure_mlflow_experiment(uri: str, artifacts: Path) -> None:
+    """Create the experiment with its artifacts in the run folder (MLflow's default is
+    ./mlruns under whatever the working directory happens to be)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name("tunewright") is None:
+        mlflow.create_experiment("tunewright", artifact_location=artifacts.as_uri())
