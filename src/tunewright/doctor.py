@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "quant": ("bitsandbytes",),
     "eval": ("sacrebleu", "rouge_score", "scipy"),
     "openai": ("openai", "tiktoken"),
+    "deepspeed": ("deepspeed",),
 }
 CORE = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")
 

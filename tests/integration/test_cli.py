@@ -82,7 +82,7 @@ def test_doctor_reports_versions_and_device(run_cli):
     assert facts["versions"]["torch"] == torch.__version__
     assert facts["device"]["type"] in {"cpu", "cuda", "mps"}
     assert facts["memory_gib"] > 0 and facts["free_disk_gib"] > 0
-    assert set(facts["extras"]) == {"serve", "trackers", "quant", "eval", "openai"}
+    assert set(facts["extras"]) == {"serve", "trackers", "quant", "eval", "openai", "deepspeed"}
     code, out, _ = run_cli("doctor")
     assert code == 0 and "transformers" in out
 
