@@ -210,14 +210,14 @@ def launch_training(
 ) -> int:
     """Check what can be checked once, run the data stage once (one machine; with several,
     global rank 0 does it), then start the processes and return torchrun's exit code."""
-    from tunewright.train import ensure_prepared_data
+    from tunewright.data.prepare import ensure_prepared
     from tunewright.training.engines import check_engine
 
     _check_topology(topology)
     if topology.nproc * topology.nnodes > 1:
         check_engine(config)
     if topology.nnodes == 1:
-        ensure_prepared_data(config, console)
+        ensure_prepared(config, console)
     return launch(topology, tunewright_args, console)
 
 

@@ -15,17 +15,10 @@ from typing import Any
 
 from rich.console import Console
 
-from tunewright.config import Config, config_to_dict
-from tunewright.runs import read_manifest, sha256_file
+from tunewright.config import Config
+from tunewright.runs import is_up_to_date, read_manifest
 
 STAGES = ("data", "train", "eval", "export")
-# The config sections each stage reads; a change elsewhere does not make it stale.
-DEPENDS = {
-    "data": ("seed", "model", "data"),
-    "train": ("seed", "model", "data", "train"),
-    "eval": ("seed", "model", "data", "train", "eval"),
-    "export": ("seed", "model", "train", "export"),
-}
 MERGEABLE = ("lora", "qlora", "dora", "ia3")
 
 
@@ -72,21 +65,6 @@ def not_applicable(config: Config, stage: str) -> str | None:
     if stage == "export" and (read_manifest(config.run_dir / "train") or {}).get("labels"):
         return "encoder classifiers are used as trained (adapter + head)"
     return None
-
-
-def is_up_to_date(config: Config, stage: str) -> bool:
-    manifest = read_manifest(config.run_dir / stage)
-    if manifest is None:
-        return False
-    current = config_to_dict(config)
-    saved = manifest.get("config", {})
-    if any(saved.get(key) != current.get(key) for key in DEPENDS[stage]):
-        return False
-    return all(_same_hash(Path(path), digest) for path, digest in manifest["inputs"].items())
-
-
-def _same_hash(path: Path, digest: str) -> bool:
-    return path.is_file() and sha256_file(path) == digest
 
 
 # ---------------------------------------------------------------------------------------------

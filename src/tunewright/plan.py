@@ -103,12 +103,12 @@ def plan_training(
     config: Config, *, processes: int = 1, warmup: bool = True, console: Console | None = None
 ) -> PlanResult:
     """Estimate memory per device and, after a short measured warm-up, the training time."""
+    from tunewright.data.prepare import ensure_prepared
     from tunewright.models import load_tokenizer, resolve_model
-    from tunewright.train import ensure_prepared_data
     from tunewright.training.defaults import resolve_hyper
 
     console = console or Console(stderr=True)
-    data_dir = ensure_prepared_data(config, console)
+    data_dir = ensure_prepared(config, console)
     folder = resolve_model(config.model.name)
     tokenizer = load_tokenizer(folder)
     if config.model.chat_template:

@@ -181,6 +181,30 @@ def stage_run(config: Config, stage: str, inputs: list[Path] | None = None) -> I
     atomic_write_json(stage_dir / MANIFEST, run.manifest())
 
 
+# The config sections each stage reads; a change elsewhere does not make its output stale.
+DEPENDS = {
+    "data": ("seed", "model", "data"),
+    "train": ("seed", "model", "data", "train"),
+    "eval": ("seed", "model", "data", "train", "eval"),
+    "export": ("seed", "model", "train", "export"),
+}
+
+
+def is_up_to_date(config: Config, stage: str) -> bool:
+    """True when `<run>/<stage>/` completed with the config sections it depends on unchanged and
+    every input it read still has the same sha256."""
+    manifest = read_manifest(config.run_dir / stage)
+    if manifest is None:
+        return False
+    current, saved = config_to_dict(config), manifest.get("config", {})
+    if any(saved.get(key) != current.get(key) for key in DEPENDS[stage]):
+        return False
+    return all(
+        Path(path).is_file() and sha256_file(Path(path)) == digest
+        for path, digest in manifest["inputs"].items()
+    )
+
+
 def save_resolved_config(config: Config) -> Path:
     """Write `<run>/config.yaml` (secrets redacted); rewritten only when the config changed."""
     path = config.run_dir / "config.yaml"

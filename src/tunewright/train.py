@@ -25,7 +25,7 @@ from tunewright.config import Config
 from tunewright.data.records import Record, read_jsonl
 from tunewright.distributed import DistContext, gather, run_on_main
 from tunewright.errors import TunewrightError
-from tunewright.runs import StageRun, atomic_dir, read_manifest, stage_run
+from tunewright.runs import StageRun, atomic_dir, stage_run
 
 STAGE = "train"
 
@@ -115,28 +115,11 @@ def _prepared_data(
 ) -> tuple[list[Record], list[Record], list[Path]]:
     """The data stage's train/eval files. Rank 0 runs the data stage first when it has not run
     for this data config; the other ranks wait for it and read what it wrote."""
-    data_dir = run_on_main(context, lambda: ensure_prepared_data(config, console))
+    from tunewright.data.prepare import ensure_prepared
+
+    data_dir = run_on_main(context, lambda: ensure_prepared(config, console))
     files = [data_dir / "train.jsonl", data_dir / "eval.jsonl"]
     return read_jsonl(files[0]), read_jsonl(files[1]), files
-
-
-def ensure_prepared_data(config: Config, console: Console) -> Path:
-    """Run the data stage unless its manifest matches this data config; returns its folder."""
-    from tunewright.data.prepare import STAGE as DATA
-    from tunewright.data.prepare import prepare_data
-
-    data_dir = config.run_dir / DATA
-    manifest = read_manifest(data_dir)
-    current = config.model_dump(mode="json")
-    stale = (
-        manifest is None
-        or manifest["config"]["data"] != current["data"]
-        or (manifest["config"]["model"]["name"] != config.model.name)
-    )
-    if stale:
-        console.print("[bold]data[/bold]: preparing (no prepared data for this config yet)")
-        prepare_data(config)
-    return data_dir
 
 
 def _is_encoder(folder: Path) -> bool:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from tunewright.config import load_config
-from tunewright.pipeline import is_up_to_date
+from tunewright.runs import is_up_to_date
 
 
 def project(folder: Path, model: Path, merge: bool) -> Path:

@@ -22,7 +22,7 @@ from tunewright.data.normalize import RowError, apply_columns, detect_format, no
 from tunewright.data.records import Record, location
 from tunewright.data.split import split_records
 from tunewright.errors import TunewrightError
-from tunewright.runs import atomic_write_json, atomic_write_text, stage_run
+from tunewright.runs import atomic_write_json, atomic_write_text, is_up_to_date, stage_run
 
 STAGE = "data"
 
@@ -77,6 +77,16 @@ def prepare_data(config: Config, tokenizer: Any | None = None) -> Analysis:
         write_jsonl(run.output("eval.jsonl"), analysis.eval)
         run.extra["counts"] = analysis.report["rows"]
     return analysis
+
+
+def ensure_prepared(config: Config, console: Any, tokenizer: Any | None = None) -> Path:
+    """Run the data stage unless its output is up to date for this config and these input
+    files; returns the data folder. Train, the launcher and the OpenAI backend all go through
+    here, so a changed data file is never trained on stale."""
+    if not is_up_to_date(config, STAGE):
+        console.print("[bold]data[/bold]: preparing (no up-to-date prepared data for this config)")
+        prepare_data(config, tokenizer)
+    return config.run_dir / STAGE
 
 
 def analyze(config: Config, tokenizer: Any | None = None) -> Analysis:

@@ -20,7 +20,7 @@ from tunewright.openai_ft import check, jobs
 from tunewright.openai_ft.client import api_errors, make_client
 from tunewright.openai_ft.convert import write_openai_file
 from tunewright.openai_ft.settings import OpenAISection
-from tunewright.runs import atomic_write_json, read_manifest, stage_run
+from tunewright.runs import atomic_write_json, stage_run
 
 
 class OpenAIDataError(TunewrightError):
@@ -81,21 +81,11 @@ def prepared_records(
 
     Lengths in the data stage's report are counted with tiktoken here: no local model is
     involved in an OpenAI run, so none is loaded."""
-    from tunewright.data.prepare import STAGE as DATA
-    from tunewright.data.prepare import prepare_data
+    from tunewright.data.prepare import ensure_prepared
     from tunewright.openai_ft.tokens import DataStageTokenizer
 
-    data_dir = config.run_dir / DATA
-    manifest = read_manifest(data_dir)
-    current = config.model_dump(mode="json")
-    stale = (
-        manifest is None
-        or manifest["config"]["data"] != current["data"]
-        or manifest["config"]["seed"] != config.seed
-    )
-    if stale:
-        console.print("[bold]data[/bold]: preparing (no prepared data for this config yet)")
-        prepare_data(config, tokenizer=DataStageTokenizer(openai_settings(config).model))
+    tokenizer = DataStageTokenizer(openai_settings(config).model)
+    data_dir = ensure_prepared(config, console, tokenizer=tokenizer)
     files = [data_dir / "train.jsonl", data_dir / "eval.jsonl"]
     return read_jsonl(files[0]), read_jsonl(files[1]), files
 
