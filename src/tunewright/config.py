@@ -592,7 +592,7 @@ def _kind(value: Any) -> str:
 
 def check_paths(config: Config) -> list[str]:
     """Problems with what the config points at on disk, each named by its key."""
-    from tunewright.models import EMBEDDED
+    from tunewright.models import EMBEDDED, looks_like_hub_id
 
     problems = []
     for key in ("train", "eval"):
@@ -603,8 +603,7 @@ def check_paths(config: Config) -> list[str]:
     if template and not config.resolve(template).is_file():
         problems.append(f"model.chat_template: not found: {config.resolve(template)}")
     name = config.model.name
-    looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1
-    if name not in EMBEDDED and looks_local and not config.resolve(name).exists():
+    if name not in EMBEDDED and not looks_like_hub_id(name) and not config.resolve(name).exists():
         problems.append(
             f"model.name: '{name}' is not an embedded model ({', '.join(EMBEDDED)}), "
             "an existing folder, or a hub id (owner/name)"

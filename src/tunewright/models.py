@@ -34,6 +34,7 @@ class EmbeddedModel:
     relpath: str  # file or folder inside the package
     nominal_params: str
     description: str
+    hub_id: str  # where the original lives, for model cards
 
     @property
     def needs_conversion(self) -> bool:
@@ -52,6 +53,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             relpath="SmolLM2-135M-Instruct.Q4_1.gguf",
             nominal_params="135M",
             description="SmolLM2-135M-Instruct, chat model (default)",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         ),
         EmbeddedModel(
             name="minilm-l6",
@@ -62,6 +64,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             relpath="model",
             nominal_params="23M",
             description="all-MiniLM-L6-v2 encoder, for classification",
+            hub_id="sentence-transformers/all-MiniLM-L6-v2",
         ),
     )
 }
@@ -130,9 +133,13 @@ def _require_source(model: EmbeddedModel) -> Path:
     return source
 
 
+def looks_like_hub_id(name: str) -> bool:
+    """`owner/name`, not a relative or absolute path (models and datasets alike)."""
+    return name.count("/") == 1 and not name.startswith((".", "/", "~"))
+
+
 def _download_from_hub(name: str) -> Path:
-    looks_like_id = name.count("/") == 1 and not name.startswith((".", "/", "~"))
-    if not looks_like_id:
+    if not looks_like_hub_id(name):
         raise ModelNotFoundError(
             f"model '{name}' is not an embedded model, a local folder or a hub id",
             hint=f"Embedded models: {', '.join(EMBEDDED)}. Or give a path to a model folder.",

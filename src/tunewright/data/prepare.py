@@ -22,6 +22,7 @@ from tunewright.data.normalize import RowError, apply_columns, detect_format, no
 from tunewright.data.records import Record, location
 from tunewright.data.split import split_records
 from tunewright.errors import TunewrightError
+from tunewright.models import looks_like_hub_id
 from tunewright.runs import atomic_write_json, atomic_write_text, is_up_to_date, stage_run
 
 STAGE = "data"
@@ -159,7 +160,7 @@ def load_side(config: Config, items: list[str], side: str) -> Loaded:
     stats = LoadStats()
     for item in items:
         path = config.resolve(item)
-        if not path.exists() and item.count("/") == 1 and not item.startswith((".", "/", "~")):
+        if not path.exists() and looks_like_hub_id(item):
             sources: list[tuple[str, Any]] = [(f"hub:{item}", load_hub_dataset(item))]
         else:
             files = expand_inputs([path])

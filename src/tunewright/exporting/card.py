@@ -57,12 +57,11 @@ def _front_matter(config: Config, method: str) -> Lines:
 
 
 def _hub_id(name: str) -> str | None:
-    from tunewright.models import EMBEDDED
+    from tunewright.models import EMBEDDED, looks_like_hub_id
 
     if name in EMBEDDED:
-        return getattr(EMBEDDED[name], "hub_id", None)  # a registry field models.py may add
-    looks_like_id = name.count("/") == 1 and not name.startswith((".", "/", "~"))
-    return name if looks_like_id and not Path(name).expanduser().exists() else None
+        return EMBEDDED[name].hub_id
+    return name if looks_like_hub_id(name) and not Path(name).expanduser().exists() else None
 
 
 def _title(config: Config, method: str, dtype: str, merge: dict[str, Any] | None) -> Lines:
