@@ -57,10 +57,27 @@ def generate(
     return replies
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One generated batch: the replies, and each row's new token ids (after the prompt; the
+    row may run on past its end-of-turn token with padding)."""
+
+    texts: list[str]
+    new_ids: list[list[int]]
+
+
 def generate_ids(
     model: Any, tokenizer: Any, prompts: list[list[int]], decoding: Decoding
 ) -> list[str]:
     """One left-padded batch of token-id prompts -> decoded replies (special tokens removed)."""
+    return generate_batch(model, tokenizer, prompts, decoding).texts
+
+
+def generate_batch(
+    model: Any, tokenizer: Any, prompts: list[list[int]], decoding: Decoding, **extra: Any
+) -> Batch:
+    """`generate_ids` with the new token ids kept; `extra` goes to `model.generate` (a streamer,
+    stopping criteria), so serving shares this path with evaluation."""
     import torch
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -82,6 +99,8 @@ def generate_ids(
             eos_token_id=stop_token_ids(tokenizer),
             pad_token_id=pad,
             **sampling,
+            **extra,
         )
     new_tokens = output[:, width:]
-    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens]
+    texts = [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens]
+    return Batch(texts, new_tokens.tolist())

@@ -7,10 +7,9 @@ jobs that wait with the same model and decoding settings run together as one lef
 (up to `batch_size`), which is what keeps many concurrent clients responsive on a CPU; streaming
 jobs run one at a time. Jobs are taken in arrival order, so none waits behind later arrivals.
 
-Generation itself is `generate.generate_ids`, the code evaluation uses, so a served answer equals
-an evaluated one for the same greedy settings. `generate_ids` returns only text; `_GenerateHook`
-stands in for the model in that call to keep the new token ids (usage counts, finish_reason) and,
-when streaming, to hand `generate` a streamer and a stop check.
+Generation itself is `generate.generate_batch`, the code evaluation uses, so a served answer
+equals an evaluated one for the same greedy settings; it also returns the new token ids (usage
+counts, finish_reason) and passes a streaming job's streamer and stop check to `generate`.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from typing import Any
 
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from tunewright.generate import Decoding, generate_ids
+from tunewright.generate import Decoding, generate_batch
 from tunewright.serving.errors import APIError
 from tunewright.serving.pool import Entry, ModelPool
 
@@ -211,31 +210,34 @@ class GenerationWorker:
 
     def _run_batch(self, batch: list[Job]) -> None:
         first = batch[0]
-        hook = _GenerateHook(self._pool.model)
         started = time.perf_counter()
         with self._pool.active(first.entry):
-            texts = generate_ids(
-                hook, first.entry.tokenizer, [job.prompt for job in batch], _seeded(first)
+            output = generate_batch(
+                self._pool.model,
+                first.entry.tokenizer,
+                [job.prompt for job in batch],
+                _seeded(first),
             )
-        width = max(len(job.prompt) for job in batch)
-        counts = list(_new_token_counts(hook.output, width, first.entry.stop_ids))
+        counts = list(_new_token_counts(output.new_ids, first.entry.stop_ids))
         self._record_speed(sum(n for n, _ in counts), time.perf_counter() - started)
-        for job, text, (n, finish) in zip(batch, texts, counts, strict=True):
+        for job, text, (n, finish) in zip(batch, output.texts, counts, strict=True):
             job.push(Generation(text, n, finish))
 
     def _run_stream(self, job: Job) -> None:
         streamer = _PieceStreamer(job.entry.tokenizer, job.push)
-        hook = _GenerateHook(
-            self._pool.model,
-            streamer=streamer,
-            stopping_criteria=StoppingCriteriaList([_Cancelled(job.cancelled)]),
-        )
         started = time.perf_counter()
         with self._pool.active(job.entry):
-            [text] = generate_ids(hook, job.entry.tokenizer, [job.prompt], _seeded(job))
-        [(n, finish)] = _new_token_counts(hook.output, len(job.prompt), job.entry.stop_ids)
+            output = generate_batch(
+                self._pool.model,
+                job.entry.tokenizer,
+                [job.prompt],
+                _seeded(job),
+                streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([_Cancelled(job.cancelled)]),
+            )
+        [(n, finish)] = _new_token_counts(output.new_ids, job.entry.stop_ids)
         self._record_speed(n, time.perf_counter() - started)
-        job.push(Generation(text, n, finish))
+        job.push(Generation(output.texts[0], n, finish))
 
     def _record_speed(self, tokens: int, seconds: float) -> None:
         if seconds > 0:
@@ -251,30 +253,13 @@ def _seeded(job: Job) -> Decoding:
 
 
 def _new_token_counts(
-    output: Any, width: int, stop_ids: frozenset[int]
+    new_ids: list[list[int]], stop_ids: frozenset[int]
 ) -> Iterator[tuple[int, str]]:
     """(generated tokens up to and including the first end-of-turn token, finish_reason) per
-    row of `generate`'s output, whose first `width` columns are the (left-padded) prompts."""
-    for row in output[:, width:].tolist():
+    row of new token ids."""
+    for row in new_ids:
         stop_at = next((i for i, token in enumerate(row) if token in stop_ids), None)
         yield (len(row), "length") if stop_at is None else (stop_at + 1, "stop")
-
-
-class _GenerateHook:
-    """Passed to `generate_ids` as the model: adds `extra` keyword arguments to `generate` and
-    keeps its output (prompt and new token ids)."""
-
-    def __init__(self, model: Any, **extra: Any) -> None:
-        self._model = model
-        self._extra = extra
-        self.output: Any = None
-
-    def parameters(self) -> Iterator[Any]:
-        return self._model.parameters()
-
-    def generate(self, **kwargs: Any) -> Any:
-        self.output = self._model.generate(**kwargs, **self._extra)
-        return self.output
 
 
 class _PieceStreamer:
@@ -283,7 +268,7 @@ class _PieceStreamer:
     Each step decodes all new tokens again (at most max_tokens, so cheap) and sends what was
     added, so the pieces join to exactly the final decoded text; text ending in an incomplete
     UTF-8 character waits for its remaining bytes. Whitespace at the start and end is held back
-    and dropped, as `generate_ids` strips the final text.
+    and dropped, as `generate_batch` strips the final text.
     """
 
     def __init__(self, tokenizer: Any, emit: Callable[[str], None]) -> None:
