@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.support.projects import addition_rows, write_jsonl
 
 RTOL = 1e-4
 ADAPTER_ATOL = 2e-5
@@ -30,11 +31,7 @@ STEPS = 4
 
 def write_project(folder: Path, model: Path, batch_size: int) -> Path:
     folder.mkdir()
-    rows = [
-        {"instruction": f"Add {i} and {i}.", "output": f"The answer is {2 * i}, of course."}
-        for i in range(24)
-    ]
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(folder / "train.jsonl", addition_rows(24))
     config = folder / "config.yaml"
     # Dropout 0 and a fixed data seed: one process and two see the same examples per step.
     config.write_text(

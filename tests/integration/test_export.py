@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.support.projects import addition_rows, write_jsonl
 
 from tunewright.config import load_config
 from tunewright.errors import TunewrightError
@@ -44,11 +45,7 @@ def _register_commands() -> None:
 
 
 def write_project(folder: Path, model: Path, method: str) -> Path:
-    rows = [
-        {"instruction": f"Add {i} and {i}.", "output": f"The answer is {2 * i}, of course."}
-        for i in range(40)
-    ]
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(folder / "train.jsonl", addition_rows(40))
     config = folder / "config.yaml"
     config.write_text(
         f"model:\n  name: {model}\ndata:\n  train: train.jsonl\n  min_words: 1\n"

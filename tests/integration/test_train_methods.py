@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.support.projects import addition_rows, write_jsonl
 
 from tunewright.config import load_config
 from tunewright.train import TrainingDivergedError, build_job, run_job
@@ -16,11 +17,7 @@ METHODS = ["full", "lora", "qlora", "dora", "ia3", "prefix", "prompt"]
 
 
 def write_project(folder: Path, model: Path, extra: str = "", rows: int = 24) -> Path:
-    data = [
-        {"instruction": f"Add {i} and {i}.", "output": f"The answer is {2 * i}, of course."}
-        for i in range(rows)
-    ]
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in data))
+    write_jsonl(folder / "train.jsonl", addition_rows(rows))
     config = folder / "config.yaml"
     config.write_text(
         f"model:\n  name: {model}\ndata:\n  train: train.jsonl\n"
@@ -121,3 +118,13 @@ def test_auto_values_are_resolved_and_recorded(tmp_path, tiny_model_dir, run_cli
     assert hyper["batch_size"] == 8 and hyper["sources"]["batch_size"] == "auto"
     assert hyper["grad_accum"] == 1 and hyper["sources"]["grad_accum"] == "config"
     assert "epochs 5 (auto)" in err
+
+
+def test_train_reprepares_when_the_data_file_changes(tmp_path, tiny_model_dir):
+    path = write_project(tmp_path, tiny_model_dir)
+    prepared_counts = []
+    for rows in (24, 30):
+        write_jsonl(tmp_path / "train.jsonl", addition_rows(rows))
+        job = build_job(load_config(path, ["train.max_steps=1"]))
+        prepared_counts.append(len(job.train_features) + len(job.eval_features))
+    assert prepared_counts == [24, 30]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from tests.support.projects import addition_rows, write_jsonl
 
 from tunewright.training.callbacks import COMPLETE_MARK, last_complete_checkpoint
 
@@ -20,11 +21,7 @@ STEPS = 300
 
 def project(folder: Path, model: Path) -> Path:
     folder.mkdir()
-    rows = [
-        {"instruction": f"Add {i} and {i}.", "output": f"The answer is {2 * i}, of course."}
-        for i in range(40)
-    ]
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(folder / "train.jsonl", addition_rows(40))
     config = folder / "config.yaml"
     config.write_text(
         f"model:\n  name: {model}\ndata:\n  train: train.jsonl\n"

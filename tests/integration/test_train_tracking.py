@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from tests.support.projects import addition_rows, write_jsonl
+
 from tunewright.config import load_config
 from tunewright.train import train_model
 
@@ -13,11 +15,7 @@ def test_trackers_write_offline_runs(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)  # anything written relative to the cwd would show up here
-    rows = [
-        {"instruction": f"Add {i} and {i}.", "output": f"The answer is {2 * i}, of course."}
-        for i in range(20)
-    ]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(tmp_path / "train.jsonl", addition_rows(20))
     (tmp_path / "c.yaml").write_text(
         f"model:\n  name: {tiny_model_dir}\ndata:\n  train: train.jsonl\n"
         "train:\n  max_steps: 3\n  batch_size: 4\n  grad_accum: 1\n"

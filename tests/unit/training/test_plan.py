@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.support.projects import addition_rows, write_jsonl
 
 from tunewright import plan as planner
 from tunewright.config import load_config
@@ -25,11 +26,7 @@ from tunewright.training.defaults import resolve_hyper
 
 
 def write_project(folder: Path, model: Path, extra: str = "") -> Path:
-    rows = [
-        {"instruction": f"Add {i} and {i}.", "output": f"The answer is {2 * i}, of course."}
-        for i in range(30)
-    ]
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(folder / "train.jsonl", addition_rows(30))
     config = folder / "config.yaml"
     config.write_text(
         f"model:\n  name: {model}\ndata:\n  train: train.jsonl\n"
