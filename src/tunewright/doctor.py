@@ -9,6 +9,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+import tunewright
+from tunewright.device import detect_device
 from tunewright.models import list_models, tunewright_home
 
 # extra name -> import names it brings (see pyproject's optional-dependencies)
@@ -21,6 +27,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "deepspeed": ("deepspeed",),
 }
 CORE = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")
+# The tested versions (`make update-lock`), relative to a repository checkout.
+LOCK_PATH = Path("requirements") / "lock.txt"
 
 
 def collect_facts() -> dict[str, Any]:
@@ -30,11 +38,16 @@ def collect_facts() -> dict[str, Any]:
 
     home = tunewright_home()
     disk_probe = home if home.exists() else Path.home()
+    device = _device(torch)
+    build = torch_build(torch.__version__, torch.version.cuda, getattr(torch.version, "hip", None))
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": {name: _version(name) for name in CORE},
-        "device": _device(torch),
+        "torch_build": build,
+        "lock": _lock_facts(find_lock()),
+        "warnings": torch_warnings(build, gpu_usable=device["type"] == "cuda"),
+        "device": device,
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "memory_available_gib": round(psutil.virtual_memory().available / 2**30, 1),
         "cpu_count": psutil.cpu_count(),
@@ -56,7 +69,8 @@ def _version(name: str) -> str | None:
 
 
 def _device(torch: Any) -> dict[str, Any]:
-    if torch.cuda.is_available():
+    kind = detect_device()
+    if kind == "cuda":
         props = torch.cuda.get_device_properties(0)
         return {
             "type": "cuda",
@@ -66,8 +80,7 @@ def _device(torch: Any) -> dict[str, Any]:
             "memory_gib": round(props.total_memory / 2**30, 1),
             "bf16": bool(torch.cuda.is_bf16_supported()),
         }
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    if kind == "mps":
         return {"type": "mps", "name": "Apple GPU", "count": 1, "cuda": None, "bf16": True}
     capability = torch.backends.cpu.get_cpu_capability()
     return {
@@ -90,3 +103,106 @@ def _cpu_flags() -> set[str]:
         if line.startswith("flags"):
             return set(line.split(":", 1)[1].split())
     return set()
+
+
+def find_lock(package_dir: Path | None = None) -> Path | None:
+    """requirements/lock.txt of the checkout an editable install runs from; None when installed
+    from a wheel (the package then sits in site-packages, not in a `src/` folder)."""
+    package_dir = package_dir or Path(tunewright.__file__).resolve().parent
+    if package_dir.parent.name != "src":
+        return None
+    path = package_dir.parent.parent / LOCK_PATH
+    return path if path.is_file() else None
+
+
+def read_lock(text: str, environment: dict[str, str] | None = None) -> dict[str, str]:
+    """`name==version` pins of a lock file that apply to this interpreter and platform (or to
+    `environment`, marker values to override), by canonical name."""
+    pins: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and not req.marker.evaluate(environment):
+            continue
+        exact = [spec.version for spec in req.specifier if spec.operator == "=="]
+        if exact:
+            pins[canonicalize_name(req.name)] = exact[0]
+    return pins
+
+
+def lock_drift(locked: dict[str, str], installed: dict[str, str | None]) -> list[dict[str, Any]]:
+    """Locked packages whose installed version differs (installed None: missing), sorted by name."""
+    return [
+        {"name": name, "locked": version, "installed": installed.get(name)}
+        for name, version in sorted(locked.items())
+        if not _same_version(installed.get(name), version)
+    ]
+
+
+def torch_build(version: str, cuda: str | None, hip: str | None) -> dict[str, Any]:
+    """Which torch build this is, from `torch.__version__`, `torch.version.cuda` and `.hip`."""
+    local = version.partition("+")[2]
+    if hip:
+        kind, label = "rocm", f"ROCm {hip}"
+    elif cuda:
+        kind, label = "cuda", f"CUDA {cuda}"
+    else:
+        kind, label = "cpu", "CPU-only"
+    if local:
+        label += f" (+{local} wheel)"
+    return {"kind": kind, "version": version, "cuda": cuda, "hip": hip, "label": label}
+
+
+def torch_warnings(build: dict[str, Any], gpu_usable: bool) -> list[str]:
+    """What to change about the torch build on this machine; empty when it fits."""
+    if build["kind"] == "cpu" or gpu_usable:
+        return []
+    release = build["version"].partition("+")[0]
+    return [
+        f"torch {build['version']} is a {build['label']} build but no GPU is usable here. "
+        f"A CPU-only build is several GB smaller: pip install torch=={release} "
+        "--index-url https://download.pytorch.org/whl/cpu"
+    ]
+
+
+def lock_rows(lock: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """The lock comparison as (check, value, fine) table rows for `tunewright doctor`."""
+    if lock["path"] is None:
+        return [("lock", "no lock file found (not a repository checkout)", True)]
+    total, drift = len(lock["locked"]), lock["drift"]
+    rows = [("lock", f"{total - len(drift)} of {total} match {lock['path']}", not drift)]
+    rows += [
+        (f"drift {row['name']}", f"{row['installed']}, lock {row['locked']}", False)
+        for row in drift
+        if row["installed"] is not None
+    ]
+    missing = [row["name"] for row in drift if row["installed"] is None]
+    if missing:
+        rows.append(("locked, not installed", ", ".join(missing), False))
+    if drift:
+        root = Path(lock["path"]).parent.parent
+        extras = ",".join(["dev", *EXTRAS])
+        rows.append(("fix drift", f"pip install -c {lock['path']} -e '{root}[{extras}]'", False))
+    return rows
+
+
+def _lock_facts(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {"path": None, "locked": {}, "drift": []}
+    locked = read_lock(path.read_text(encoding="utf-8"))
+    installed = {name: _version(name) for name in locked}
+    return {"path": str(path), "locked": locked, "drift": lock_drift(locked, installed)}
+
+
+def _same_version(installed: str | None, locked: str) -> bool:
+    if installed is None:
+        return False
+    try:
+        return Version(installed) == Version(locked)
+    except InvalidVersion:
+        return installed == locked
