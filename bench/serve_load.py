@@ -96,8 +96,8 @@ def start_server(
 
 
 def _serve(model: str, batch_size: int, port: int, log_path: Path) -> None:
-    from tunewright.serve import serve, target_from_args
     from tunewright.serving.app import ServeSettings
+    from tunewright.serving.stage import serve, target_from_args
 
     target = target_from_args(model)
     serve(target, ServeSettings(batch_size=batch_size), "127.0.0.1", port, log_path)

@@ -64,7 +64,7 @@ def peak_rss_mb() -> float:
 
 def run_tunewright(workdir: str, steps: int, queue: Any) -> None:
     from tunewright.config import load_config
-    from tunewright.train import build_job, run_job
+    from tunewright.training.stage import build_job, run_job
 
     config = load_config(Path(workdir) / "config.yaml", [f"train.max_steps={steps}"])
     job = build_job(config)

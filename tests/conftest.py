@@ -97,10 +97,11 @@ def _isolated_home(tunewright_home: Path, monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]):
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    from tunewright.cli import _state, main
+    from tunewright.cli import main
+    from tunewright.console import state
 
     def run(*args: str) -> tuple[int, str, str]:
-        _state["verbose"] = False
+        state["verbose"] = False
         code = main(list(args))
         captured = capsys.readouterr()
         return code, captured.out, captured.err

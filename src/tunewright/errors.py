@@ -36,3 +36,8 @@ class ModelNotFoundError(TunewrightError):
 
 class InputFileError(TunewrightError):
     """An input file is missing or unreadable."""
+
+
+class DiskFullError(TunewrightError):
+    """Writing an output failed for want of room: the disk is full, or a quota or the file-size
+    limit (`ulimit -f`) was reached. Raised by the writers in `files.py`, naming the target."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from tunewright.device import auto_dtype
 from tunewright.errors import ModelNotFoundError
-from tunewright.runs import atomic_dir, atomic_write_json
+from tunewright.files import atomic_dir, atomic_write_json, safetensors_header
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -138,6 +138,20 @@ def looks_like_hub_id(name: str) -> bool:
     return name.count("/") == 1 and not name.startswith((".", "/", "~"))
 
 
+def model_name_problems(name: str, base_dir: Path) -> list[str]:
+    """Why `model.name` cannot name a model, or nothing when it can (an embedded name, an
+    existing folder relative to `base_dir`, or a hub id)."""
+    if name in EMBEDDED or looks_like_hub_id(name):
+        return []
+    path = Path(name).expanduser()
+    if (path if path.is_absolute() else base_dir / path).exists():
+        return []
+    return [
+        f"model.name: '{name}' is not an embedded model ({', '.join(EMBEDDED)}), "
+        "an existing folder, or a hub id (owner/name)"
+    ]
+
+
 def _download_from_hub(name: str) -> Path:
     if not looks_like_hub_id(name):
         raise ModelNotFoundError(
@@ -191,9 +205,7 @@ def count_parameters(folder: Path) -> int | None:
         return None
     total = 0
     for file in files:
-        with open(file, "rb") as handle:
-            size = struct.unpack("<Q", handle.read(8))[0]
-            header = json.loads(handle.read(size))
+        header = json.loads(safetensors_header(file))
         for key, info in header.items():
             if key != "__metadata__":
                 count = 1
@@ -244,9 +256,7 @@ def load_causal_lm(folder: Path, dtype: str = "auto") -> PreTrainedModel:
 
 
 def resolve_dtype(dtype: str, torch: Any) -> Any:
-    """auto: bfloat16 on a GPU that supports it, else float32 (bf16 matmuls are slow on most
-    CPUs)."""
+    """A torch dtype by name; auto is `device.auto_dtype()`."""
     if dtype == "auto":
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if bf16 else torch.float32
+        return auto_dtype()
     return getattr(torch, dtype)

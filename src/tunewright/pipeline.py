@@ -16,10 +16,21 @@ from typing import Any
 from rich.console import Console
 
 from tunewright.config import Config
-from tunewright.runs import is_up_to_date, read_manifest
+from tunewright.methods import MERGEABLE_METHODS
+from tunewright.runs import (
+    DATA,
+    EVAL,
+    TRAIN,
+    eval_metrics,
+    eval_report,
+    is_up_to_date,
+    merged_dir,
+    read_manifest,
+    stage_dir,
+    trained_output,
+)
 
 STAGES = ("data", "train", "eval", "export")
-MERGEABLE = ("lora", "qlora", "dora", "ia3")
 
 
 @dataclass
@@ -60,9 +71,9 @@ def not_applicable(config: Config, stage: str) -> str | None:
         return "export.merge is false"
     if stage == "export" and config.train.method == "full":
         return "full fine-tuning has nothing to merge (`tunewright export` exports the model)"
-    if stage == "export" and config.train.method not in MERGEABLE:
+    if stage == "export" and config.train.method not in MERGEABLE_METHODS:
         return f"{config.train.method} adapters cannot be merged; they are served as adapters"
-    if stage == "export" and (read_manifest(config.run_dir / "train") or {}).get("labels"):
+    if stage == "export" and (read_manifest(stage_dir(config, TRAIN)) or {}).get("labels"):
         return "encoder classifiers are used as trained (adapter + head)"
     return None
 
@@ -80,19 +91,19 @@ def _run_data(config: Config, console: Console) -> None:
 
 
 def _run_train(config: Config, console: Console) -> None:
-    from tunewright.train import train_model
+    from tunewright.training.stage import train_model
 
     train_model(config, console=console)
 
 
 def _run_eval(config: Config, console: Console) -> None:
-    from tunewright.evaluate import evaluate_run
+    from tunewright.evaluation.stage import evaluate_run
 
     evaluate_run(config, console=console)
 
 
 def _run_export(config: Config, console: Console) -> None:
-    from tunewright.export import merge_adapter
+    from tunewright.exporting.stage import merge_adapter
 
     merge_adapter(config)
 
@@ -111,12 +122,11 @@ _RUNNERS: dict[str, Callable[[Config, Console], None]] = {
 
 def summary(config: Config, config_path: Path, outcomes: list[StageOutcome]) -> dict[str, Any]:
     """What the run produced, read back from the stage manifests."""
-    run_dir = config.run_dir
-    data = read_manifest(run_dir / "data") or {}
-    train = read_manifest(run_dir / "train") or {}
-    evals = read_manifest(run_dir / "eval") or {}
-    metrics = _eval_metrics(run_dir)
-    merged = run_dir / "export" / "merged"
+    data = read_manifest(stage_dir(config, DATA)) or {}
+    train = read_manifest(stage_dir(config, TRAIN)) or {}
+    evals = read_manifest(stage_dir(config, EVAL)) or {}
+    metrics = _eval_metrics(config)
+    merged = merged_dir(config)
     serve_target = merged if merged.is_dir() else None
     return {
         "stages": [o.__dict__ for o in outcomes],
@@ -128,18 +138,9 @@ def summary(config: Config, config_path: Path, outcomes: list[StageOutcome]) -> 
             "metrics": metrics,
         },
         "artifacts": {
-            "data": str(run_dir / "data"),
-            "model": str(
-                next(
-                    (
-                        run_dir / "train" / n
-                        for n in ("adapter", "model")
-                        if (run_dir / "train" / n).is_dir()
-                    ),
-                    run_dir / "train",
-                )
-            ),
-            "report": str(run_dir / "eval" / "report.html"),
+            "data": str(stage_dir(config, DATA)),
+            "model": str(trained_output(config) or stage_dir(config, TRAIN)),
+            "report": str(eval_report(config)),
             "merged": str(serve_target) if serve_target else None,
         },
         "serve_command": f"tunewright serve {config_path}"
@@ -148,10 +149,10 @@ def summary(config: Config, config_path: Path, outcomes: list[StageOutcome]) -> 
     }
 
 
-def _eval_metrics(run_dir: Path) -> list[dict[str, Any]]:
+def _eval_metrics(config: Config) -> list[dict[str, Any]]:
     import json
 
-    path = run_dir / "eval" / "metrics.json"
+    path = eval_metrics(config)
     if not path.is_file():
         return []
     return json.loads(path.read_text(encoding="utf-8"))["metrics"]

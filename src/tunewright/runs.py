@@ -1,19 +1,29 @@
-"""Run folders, manifests and atomic writes.
+"""Run folders and manifests.
 
-Layout: `<runs_dir>/<name>/config.yaml` (the resolved config, saved once per run) and one folder
-per stage, `<runs_dir>/<name>/<stage>/`, each closed by a `manifest.json`. A stage folder without
-a manifest is incomplete: the stage crashed or is still running.
+Layout of a run folder `<runs_dir>/<name>/`; every path inside it comes from a function here:
+
+    config.yaml               the resolved config, secrets redacted      resolved_config
+    data/                     the data stage                             stage_dir(run, DATA)
+      train.jsonl eval.jsonl rejected.jsonl                              data_split
+      validation.json         the data report                            validation_report
+      export/                 default target of `tunewright data export` data_export_dir
+    train/                    the training stage
+      adapter/ or model/      PEFT adapter, or full fine-tuned weights   trained_output
+      loss.png                                                           loss_plot
+    eval/                     metrics.json, report.html                  eval_metrics, eval_report
+    export/                   merged/, model-<dtype>/                    merged_dir
+    serve/requests.jsonl      the default request log                    request_log
+    openai/                   the OpenAI backend's job state             stage_dir(run, OPENAI)
+
+Each stage folder is closed by a `manifest.json`. A stage folder without a manifest is
+incomplete: the stage crashed or is still running.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,71 +33,100 @@ from pathlib import Path
 from typing import Any
 
 from tunewright.config import Config, config_hash, config_to_dict, config_to_yaml
+from tunewright.files import atomic_write_json, atomic_write_text, sha256_file
 
 MANIFEST = "manifest.json"
 LIBRARIES = ("tunewright", "torch", "transformers", "peft", "trl", "datasets", "accelerate")
 
 
 # ---------------------------------------------------------------------------------------------
-# Atomic writes: write beside the target, fsync, then rename over it.
+# The layout. Each function takes the config, or the run folder itself where a caller has only
+# that (a model card, a request log).
+
+DATA, TRAIN, EVAL, EXPORT, SERVE, OPENAI = "data", "train", "eval", "export", "serve", "openai"
+ADAPTER, FULL_MODEL = "adapter", "model"  # what the train stage writes, by method
+MERGED = "merged"
+REQUEST_LOG = "requests.jsonl"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+def run_folder(run: Config | Path) -> Path:
+    """`<runs_dir>/<name>/` of a config, or the run folder given."""
+    return run.run_dir if isinstance(run, Config) else Path(run)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def stage_dir(run: Config | Path, stage: str) -> Path:
+    return run_folder(run) / stage
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+def resolved_config(run: Config | Path) -> Path:
+    return run_folder(run) / "config.yaml"
 
 
-@contextlib.contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces `path` in one rename.
+def data_split(run: Config | Path, split: str) -> Path:
+    """`<run>/data/<split>.jsonl`: train, eval or rejected."""
+    return stage_dir(run, DATA) / f"{split}.jsonl"
 
-    On any exception the temporary folder is removed and `path` is left as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+
+def validation_report(run: Config | Path) -> Path:
+    return stage_dir(run, DATA) / "validation.json"
+
+
+def data_export_dir(run: Config | Path) -> Path:
+    return stage_dir(run, DATA) / "export"
+
+
+def loss_plot(run: Config | Path) -> Path:
+    return stage_dir(run, TRAIN) / "loss.png"
+
+
+def trained_output(run: Config | Path) -> Path | None:
+    """`<run>/train/adapter` or `<run>/train/model`, or None when there is no trained result.
+
+    One rule for every stage that reads it: the train stage completed (its manifest exists), the
+    folder exists, and the manifest lists it among its outputs when the manifest has that key (a
+    folder left by an earlier run with another method is not this run's result)."""
+    folder = stage_dir(run, TRAIN)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return None
+    listed = manifest.get("outputs")
+    for name in (ADAPTER, FULL_MODEL):
+        if (folder / name).is_dir() and (listed is None or name in listed):
+            return folder / name
+    return None
+
+
+def eval_metrics(run: Config | Path) -> Path:
+    return stage_dir(run, EVAL) / "metrics.json"
+
+
+def eval_report(run: Config | Path) -> Path:
+    return stage_dir(run, EVAL) / "report.html"
+
+
+def merged_dir(run: Config | Path) -> Path:
+    return stage_dir(run, EXPORT) / MERGED
+
+
+def request_log(run: Config | Path) -> Path:
+    return stage_dir(run, SERVE) / REQUEST_LOG
+
+
+def run_of_request_log(log_path: Path) -> Path:
+    """The run folder of a request log at `<run>/serve/requests.jsonl`."""
+    return Path(log_path).resolve().parent.parent
+
+
+def run_of_adapter(folder: Path) -> Path | None:
+    """The run folder of a `<run>/train/adapter` folder; None for any other folder."""
+    folder = Path(folder)
+    if folder.name == ADAPTER and folder.parent.name == TRAIN:
+        return folder.parent.parent
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
 # Manifests
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def hash_inputs(paths: list[Path]) -> dict[str, str]:
@@ -170,15 +209,14 @@ def stage_run(config: Config, stage: str, inputs: list[Path] | None = None) -> I
     """Open `<run>/<stage>/` for writing; the manifest is written last, only on success.
 
     A stale manifest is removed first, so a crashed rerun never looks complete."""
-    run_dir = config.run_dir
     save_resolved_config(config)
-    stage_dir = run_dir / stage
-    stage_dir.mkdir(parents=True, exist_ok=True)
+    folder = stage_dir(config, stage)
+    folder.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
-        (stage_dir / MANIFEST).unlink()
-    run = StageRun(config=config, stage=stage, inputs=list(inputs or []), dir=stage_dir)
+        (folder / MANIFEST).unlink()
+    run = StageRun(config=config, stage=stage, inputs=list(inputs or []), dir=folder)
     yield run
-    atomic_write_json(stage_dir / MANIFEST, run.manifest())
+    atomic_write_json(folder / MANIFEST, run.manifest())
 
 
 # The config sections each stage reads; a change elsewhere does not make its output stale.
@@ -193,7 +231,7 @@ DEPENDS = {
 def is_up_to_date(config: Config, stage: str) -> bool:
     """True when `<run>/<stage>/` completed with the config sections it depends on unchanged and
     every input it read still has the same sha256."""
-    manifest = read_manifest(config.run_dir / stage)
+    manifest = read_manifest(stage_dir(config, stage))
     if manifest is None:
         return False
     current, saved = config_to_dict(config), manifest.get("config", {})
@@ -207,7 +245,7 @@ def is_up_to_date(config: Config, stage: str) -> bool:
 
 def save_resolved_config(config: Config) -> Path:
     """Write `<run>/config.yaml` (secrets redacted); rewritten only when the config changed."""
-    path = config.run_dir / "config.yaml"
+    path = resolved_config(config)
     text = config_to_yaml(config)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         atomic_write_text(path, text)

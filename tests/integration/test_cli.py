@@ -114,3 +114,32 @@ def test_every_example_config_validates(run_cli, path, tmp_path):
 
 def test_there_are_example_configs():
     assert EXAMPLE_CONFIGS, "examples/ must hold at least one config"
+
+
+def test_validate_runs_every_stage_preflight_in_one_list(run_cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    (tmp_path / "ds.json").write_text('{"bf16": {"enabled": true},\n')
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model:\n  name: nonsense\ntrain:\n  method: prefix\n  distributed: deepspeed\n"
+        "  deepspeed:\n    config: ds.json\nexport:\n  push_to_hub: me/model\n"
+    )
+    code, _out, err = run_cli("validate", str(config))
+    assert code == 1 and "3 problems" in err, err
+    assert "model.name: 'nonsense' is not an embedded model" in err
+    assert f"{tmp_path / 'ds.json'}:2: invalid JSON" in err
+    assert "export.push_to_hub: pushing to me/model needs a token in $HF_TOKEN" in err
+    code, _out, err = run_cli("validate", str(config), "train.distributed=fsdp", "model.name=x/y")
+    assert code == 1 and "train.method prefix does not work with train.distributed fsdp" in err
+
+
+def test_validate_names_the_extra_a_metric_needs(run_cli, tmp_path, monkeypatch):
+    from tunewright.evaluation import preflight
+
+    monkeypatch.setitem(preflight.METRIC_PACKAGES, "chrf", "no_such_package_here")
+    config = tmp_path / "c.yaml"
+    config.write_text("eval:\n  metrics: [exact_match, chrf]\n")
+    code, _out, err = run_cli("validate", str(config))
+    assert code == 1
+    assert "eval.metrics: chrf needs no_such_package_here, which is not installed" in err
+    assert run_cli("validate", str(config), "eval.metrics=[exact_match]")[0] == 0

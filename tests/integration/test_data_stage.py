@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.support.projects import make_project, write_jsonl
 
 from tunewright.config import load_config
 from tunewright.data.prepare import DataGateError, prepare_data
@@ -36,7 +37,8 @@ def good(i: int) -> dict:
     )
 
 
-def planted_files(folder: Path) -> tuple[Path, Path]:
+def planted_rows() -> tuple[bytes, list[dict]]:
+    """train.jsonl (raw: one line is not UTF-8) and eval.jsonl rows, problems at known lines."""
     near_a = chat("Summarise this please.", long_text(1))
     words = long_text(1).split()
     words[60] = "changed"
@@ -77,33 +79,25 @@ def planted_files(folder: Path) -> tuple[Path, Path]:
     ]
     raw = "\n".join(lines).encode() + b'\n{"messages": "caf\xe9"}\n'  # 9 undecodable
     raw += "".join(json.dumps(good(i)) + "\n" for i in range(10, 40)).encode()  # 10..39
-    train = folder / "train.jsonl"
-    train.write_bytes(raw)
     leaked = good(25)  # train line 25
-    evalf = folder / "eval.jsonl"
-    evalf.write_text(
-        json.dumps(good(100))
-        + "\n"
-        + json.dumps(leaked)
-        + "\n"
-        + "".join(json.dumps(good(i)) + "\n" for i in range(101, 106))
-    )
-    return train, evalf
+    return raw, [good(100), leaked, *(good(i) for i in range(101, 106))]
 
 
-def config_for(folder: Path, model: Path) -> Path:
-    path = folder / "config.yaml"
-    path.write_text(
-        f"name: planted\nmodel:\n  name: {model}\n"
-        "data:\n  train: train.jsonl\n  eval: eval.jsonl\n  max_seq_len: 4096\n"
-    )
-    return path
+def project(
+    folder: Path, model: Path, rows: list[dict] | bytes, name: str | None = None, **data: object
+) -> Path:
+    """A project for the data stage alone: `data` settings over the base, no train section."""
+    return make_project(folder, model=model, rows=rows, name=name, data=data, train=None)
 
 
 @pytest.fixture
 def planted(tmp_path, tiny_model_dir):
-    train, evalf = planted_files(tmp_path)
-    return config_for(tmp_path, tiny_model_dir), train, evalf
+    raw, eval_rows = planted_rows()
+    evalf = write_jsonl(tmp_path / "eval.jsonl", eval_rows)
+    config = project(
+        tmp_path, tiny_model_dir, raw, name="planted", eval="eval.jsonl", max_seq_len=4096
+    )
+    return config, tmp_path / "train.jsonl", evalf
 
 
 def test_report_names_each_planted_problem_at_its_line(planted, run_cli):
@@ -159,10 +153,7 @@ def test_prepare_fails_under_default_gates_and_passes_relaxed(planted, run_cli):
 
 
 def test_split_from_train_is_deterministic(tmp_path, tiny_model_dir):
-    train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps(good(i)) + "\n" for i in range(50)))
-    path = tmp_path / "c.yaml"
-    path.write_text(f"model:\n  name: {tiny_model_dir}\ndata:\n  train: train.jsonl\n")
+    path = project(tmp_path, tiny_model_dir, [good(i) for i in range(50)])
     first = prepare_data(load_config(path))
     second = prepare_data(load_config(path))
     assert [r["source"] for r in first.eval] == [r["source"] for r in second.eval]
@@ -172,12 +163,7 @@ def test_split_from_train_is_deterministic(tmp_path, tiny_model_dir):
 
 
 def test_truncation_gate(tmp_path, tiny_model_dir):
-    train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps(good(i)) + "\n" for i in range(20)))
-    path = tmp_path / "c.yaml"
-    path.write_text(
-        f"model:\n  name: {tiny_model_dir}\ndata:\n  train: train.jsonl\n  max_seq_len: 8\n"
-    )
+    path = project(tmp_path, tiny_model_dir, [good(i) for i in range(20)], max_seq_len=8)
     with pytest.raises(DataGateError, match=r"data\.max_truncated_fraction"):
         prepare_data(load_config(path))
     report = json.loads((tmp_path / "runs" / "default" / "data" / "validation.json").read_text())
@@ -186,10 +172,7 @@ def test_truncation_gate(tmp_path, tiny_model_dir):
 
 
 def test_export_and_render_after_prepare(tmp_path, tiny_model_dir, run_cli):
-    train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps(good(i)) + "\n" for i in range(20)))
-    path = tmp_path / "c.yaml"
-    path.write_text(f"model:\n  name: {tiny_model_dir}\ndata:\n  train: train.jsonl\n")
+    path = project(tmp_path, tiny_model_dir, [good(i) for i in range(20)])
     code, _, err = run_cli("data", "export", str(path), "--to", "alpaca")
     assert code == 1 and "data prepare" in err
     assert run_cli("data", "prepare", str(path))[0] == 0

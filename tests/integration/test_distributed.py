@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.support.projects import addition_rows, write_jsonl
+from tests.support.processes import run_captured
+from tests.support.projects import addition_rows, make_project
 
 RTOL = 1e-4
 ADAPTER_ATOL = 2e-5
@@ -30,26 +30,22 @@ STEPS = 4
 
 
 def write_project(folder: Path, model: Path, batch_size: int) -> Path:
-    folder.mkdir()
-    write_jsonl(folder / "train.jsonl", addition_rows(24))
-    config = folder / "config.yaml"
     # Dropout 0 and a fixed data seed: one process and two see the same examples per step.
-    config.write_text(
-        f"model:\n  name: {model}\ndata:\n  train: train.jsonl\n"
-        f"train:\n  max_steps: {STEPS}\n  batch_size: {batch_size}\n  grad_accum: 1\n"
-        "  learning_rate: 0.01\n  save_every: 2\n  eval_every: 2\n  report_to: []\n"
-        "  lora:\n    dropout: 0\n"
-    )
-    return config
+    train = {
+        "max_steps": STEPS,
+        "batch_size": batch_size,
+        "grad_accum": 1,
+        "learning_rate": 0.01,
+        "save_every": 2,
+        "eval_every": 2,
+        "lora": {"dropout": 0},
+    }
+    return make_project(folder, model=model, rows=addition_rows(24), train=train)
 
 
 def run(command: list[str], timeout: int = 240) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
+    code, output = run_captured(command, timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert code == 0, output[-4000:]
     return output
 
 

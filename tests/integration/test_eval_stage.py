@@ -7,32 +7,39 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.support.projects import make_project
 
 from tunewright.config import load_config
-from tunewright.evaluate import EvalGateError, evaluate_run
-from tunewright.train import train_model
+from tunewright.evaluation.stage import EvalGateError, evaluate_run
+from tunewright.training.stage import train_model
 
 ANSWER = "The answer is blue."
 
 
-def project(folder: Path, model: Path, extra: str) -> Path:
+def project(folder: Path, model: Path) -> Path:
     rows = [
         {"instruction": f"Question {i}: name a colour, please.", "output": ANSWER}
         for i in range(80)
     ]
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = folder / "config.yaml"
-    config.write_text(
-        f"model:\n  name: {model}\ndata:\n  train: train.jsonl\n  eval_fraction: 0.25\n"
-        "  min_words: 1\ntrain:\n  method: full\n  batch_size: 8\n  grad_accum: 1\n"
-        "  learning_rate: 0.003\n  report_to: []\n  save_every: 1000\n  eval_every: 1000\n"
-        "eval:\n  max_new_tokens: 12\n  bootstrap_samples: 300\n  general_probe: false\n" + extra
+    return make_project(
+        folder,
+        model=model,
+        rows=rows,
+        data={"eval_fraction": 0.25, "min_words": 1},
+        train={
+            "method": "full",
+            "batch_size": 8,
+            "grad_accum": 1,
+            "learning_rate": 0.003,
+            "save_every": 1000,
+            "eval_every": 1000,
+        },
+        eval={"max_new_tokens": 12, "bootstrap_samples": 300, "general_probe": False},
     )
-    return config
 
 
 def test_learned_task_is_significantly_better(tmp_path, tiny_model_dir, run_cli):
-    config = project(tmp_path, tiny_model_dir, "")
+    config = project(tmp_path, tiny_model_dir)
     assert run_cli("train", str(config), "train.max_steps=40")[0] == 0
     code, out, err = run_cli("eval", str(config), "--require-improvement")
     assert code == 0, err
@@ -51,7 +58,7 @@ def test_learned_task_is_significantly_better(tmp_path, tiny_model_dir, run_cli)
 
 def test_zero_steps_is_no_significant_change_and_gate_fails(tmp_path, tiny_model_dir):
     config = load_config(
-        project(tmp_path, tiny_model_dir, ""), ["train.method=lora", "train.max_steps=0"]
+        project(tmp_path, tiny_model_dir), ["train.method=lora", "train.max_steps=0"]
     )
     train_model(config)
     results = evaluate_run(config)
@@ -65,7 +72,7 @@ def test_zero_steps_is_no_significant_change_and_gate_fails(tmp_path, tiny_model
 
 
 def test_eval_on_another_file_and_missing_training(tmp_path, tiny_model_dir, run_cli):
-    config = project(tmp_path, tiny_model_dir, "")
+    config = project(tmp_path, tiny_model_dir)
     code, _, err = run_cli("eval", str(config))
     assert code == 1 and "Run `tunewright train" in err
     assert run_cli("train", str(config), "train.max_steps=2", "train.method=lora")[0] == 0

@@ -11,26 +11,26 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.support.projects import addition_rows, write_jsonl
+from tests.support.projects import make_project
 
 from tunewright.config import load_config
 from tunewright.errors import TunewrightError
-from tunewright.export import export_model, merge_adapter
 from tunewright.exporting import merge as merge_module
 from tunewright.exporting.hub import safetensors_dtypes
 from tunewright.exporting.parity import ParityError
-from tunewright.train import train_model
+from tunewright.exporting.stage import export_model, merge_adapter
+from tunewright.training.stage import train_model
 
 TOKEN = "hf_secret_test"
-# YAML lines under `train:` for each method
+# The train section's method settings for each method
 METHODS = {
-    "lora": "  method: lora\n",
-    "rslora": "  method: lora\n  lora:\n    use_rslora: true\n",
-    "dora": "  method: dora\n",
-    "ia3": "  method: ia3\n",
-    "qlora": "  method: qlora\n",
-    "prefix": "  method: prefix\n",
-    "full": "  method: full\n",
+    "lora": {"method": "lora"},
+    "rslora": {"method": "lora", "lora": {"use_rslora": True}},
+    "dora": {"method": "dora"},
+    "ia3": {"method": "ia3"},
+    "qlora": {"method": "qlora"},
+    "prefix": {"method": "prefix"},
+    "full": {"method": "full"},
 }
 
 
@@ -38,22 +38,26 @@ METHODS = {
 def _register_commands() -> None:
     """Add merge/export to the app unless cli.py already registers them."""
     from tunewright.cli import app
-    from tunewright.cli_export import register
+    from tunewright.exporting.cli import register
 
     if not any(c.name == "merge" for c in app.registered_commands):
         register(app)
 
 
 def write_project(folder: Path, model: Path, method: str) -> Path:
-    write_jsonl(folder / "train.jsonl", addition_rows(40))
-    config = folder / "config.yaml"
-    config.write_text(
-        f"model:\n  name: {model}\ndata:\n  train: train.jsonl\n  min_words: 1\n"
-        "train:\n  max_steps: 3\n  batch_size: 4\n  grad_accum: 1\n  learning_rate: 0.02\n"
-        f"  report_to: []\n{METHODS[method]}"
-        "eval:\n  max_new_tokens: 6\n  bootstrap_samples: 50\n  general_probe: false\n"
+    return make_project(
+        folder,
+        model=model,
+        data={"min_words": 1},
+        train={
+            "max_steps": 3,
+            "batch_size": 4,
+            "grad_accum": 1,
+            "learning_rate": 0.02,
+            **METHODS[method],
+        },
+        eval={"max_new_tokens": 6, "bootstrap_samples": 50, "general_probe": False},
     )
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +216,7 @@ def test_export_dtype_is_what_the_files_say(trained, dtype):
 
 
 def test_model_card_reads_the_run_folder(trained):
-    from tunewright.evaluate import evaluate_run
+    from tunewright.evaluation.stage import evaluate_run
 
     config = load_config(trained("ia3"))
     evaluate_run(config)

@@ -7,44 +7,20 @@ official `openai` client; its jobs move one status every 0.2 s, so a whole job t
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytest.importorskip("openai")
 pytest.importorskip("tiktoken")
 pytest.importorskip("fastapi")
 
 from tests.support.openai_stub import StubServer
-
-from tunewright.openai_ft.settings import OpenAISection
+from tests.support.projects import make_project
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "openai"
 KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"  # must never reach a file or the output
-
-
-@pytest.fixture(autouse=True)
-def _openai_wired(monkeypatch):
-    """The `openai` config section and CLI group, until Config and cli.py include them."""
-    from pydantic import Field
-
-    import tunewright.cli as cli
-    import tunewright.config as config_module
-    from tunewright.cli_openai import register
-
-    if "openai" not in config_module.Config.model_fields:
-
-        class WithOpenAI(config_module.Config):
-            openai: OpenAISection = Field(default_factory=OpenAISection, description="OpenAI.")
-
-        monkeypatch.setattr(config_module, "Config", WithOpenAI)
-    if not any(group.name == "openai" for group in cli.app.registered_groups):
-        # On a copy of the list, so the group is gone again after the test.
-        monkeypatch.setattr(cli.app, "registered_groups", list(cli.app.registered_groups))
-        register(cli.app)
 
 
 @pytest.fixture
@@ -55,21 +31,25 @@ def stub(monkeypatch):
         yield server
 
 
-def make_config(tmp_path: Path, stub: StubServer, **openai: object) -> Path:
-    """A config for the example's data (copied), with the stub as base URL."""
-    data = tmp_path / "tickets.jsonl"
-    if not data.exists():
-        shutil.copy(EXAMPLE / "tickets.jsonl", data)
+def make_config(
+    tmp_path: Path,
+    stub: StubServer,
+    rows: list[dict] | bytes | None = None,
+    data_format: str = "openai",
+    **openai: object,
+) -> Path:
+    """A config for the example's data (or `rows`) in tickets.jsonl, with the stub as base
+    URL; no model (the OpenAI model is openai.model's default) and no report_to."""
     section = {"base_url": stub.base_url, "poll_seconds": 0.05, "suffix": "triage", **openai}
-    config = {
-        "name": "oa",
-        "data": {"train": data.name, "format": "openai"},
-        "train": {"backend": "openai"},
-        "openai": section,
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
+    return make_project(
+        tmp_path,
+        model=None,
+        rows=(EXAMPLE / "tickets.jsonl").read_bytes() if rows is None else rows,
+        name="oa",
+        data={"train": "tickets.jsonl", "format": data_format},
+        train={"backend": "openai", "report_to": None},
+        openai=section,
+    )
 
 
 def assert_key_nowhere(tmp_path: Path, *outputs: str) -> None:
@@ -233,8 +213,7 @@ def test_key_from_another_variable_and_a_rejected_key(run_cli, tmp_path, stub, m
 
 def test_data_openai_would_refuse_is_not_uploaded(run_cli, tmp_path, stub):
     lines = (EXAMPLE / "tickets.jsonl").read_text().splitlines()[:9]  # 8 train after the split
-    (tmp_path / "tickets.jsonl").write_text("\n".join(lines) + "\n")
-    config = make_config(tmp_path, stub)
+    config = make_config(tmp_path, stub, rows=("\n".join(lines) + "\n").encode())
     code, _, err = run_cli("openai", "submit", str(config))
     assert code == 1
     message = " ".join(err.split())
@@ -246,22 +225,22 @@ def test_data_openai_would_refuse_is_not_uploaded(run_cli, tmp_path, stub):
 
 
 def test_dpo_sends_preference_pairs(run_cli, tmp_path, stub):
-    pairs = tmp_path / "tickets.jsonl"  # make_config points data.train here
-    pairs.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "prompt": f"Write a friendly greeting for customer number {i}.",
-                    "chosen": f"Hello and welcome, dear customer number {i}!",
-                    "rejected": f"what do you want, number {i}",
-                }
-            )
-            + "\n"
-            for i in range(30)
-        )
+    pairs = [
+        {
+            "prompt": f"Write a friendly greeting for customer number {i}.",
+            "chosen": f"Hello and welcome, dear customer number {i}!",
+            "rejected": f"what do you want, number {i}",
+        }
+        for i in range(30)
+    ]
+    config = make_config(
+        tmp_path,
+        stub,
+        rows=pairs,
+        data_format="preference",
+        method="dpo",
+        hyperparameters={"beta": 0.2},
     )
-    config = make_config(tmp_path, stub, method="dpo", hyperparameters={"beta": 0.2})
-    config.write_text(config.read_text().replace("format: openai", "format: preference"))
     code, _, err = run_cli("openai", "submit", str(config))
     assert code == 0, err
     job_id = json.loads((tmp_path / "runs/oa/openai/job.json").read_text())["id"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
+
+from tests.support.projects import make_project
 
 from tunewright.config import load_config
 from tunewright.runs import is_up_to_date
@@ -15,15 +16,26 @@ def project(folder: Path, model: Path, merge: bool) -> Path:
         {"instruction": f"Question {i}: name a colour.", "output": "The answer is blue."}
         for i in range(40)
     ]
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = folder / "config.yaml"
-    config.write_text(
-        f"name: pipe\nmodel:\n  name: {model}\ndata:\n  train: train.jsonl\n  min_words: 1\n"
-        "train:\n  max_steps: 6\n  batch_size: 8\n  grad_accum: 1\n  learning_rate: 0.003\n"
-        "  report_to: []\neval:\n  max_new_tokens: 8\n  bootstrap_samples: 200\n"
-        f"  general_probe: false\nexport:\n  merge: {str(merge).lower()}\n"
+    return make_project(
+        folder,
+        model=model,
+        rows=rows,
+        name="pipe",
+        data={"min_words": 1},
+        train={"max_steps": 6, "batch_size": 8, "grad_accum": 1, "learning_rate": 0.003},
+        eval={"max_new_tokens": 8, "bootstrap_samples": 200, "general_probe": False},
+        export={"merge": merge},
     )
-    return config
+
+
+def stamps(run_dir: Path, *stage_names: str) -> dict[Path, int]:
+    """Modification time of every file in the stages' folders: unchanged when nothing ran."""
+    return {
+        path: path.stat().st_mtime_ns
+        for name in stage_names
+        for path in (run_dir / name).rglob("*")
+        if path.is_file()
+    }
 
 
 def stages(out: str) -> dict[str, str]:
@@ -47,12 +59,12 @@ def test_run_then_rerun_skips_everything(tmp_path, tiny_model_dir, run_cli):
     run_dir = tmp_path / "runs" / "pipe"
     assert (run_dir / "eval" / "report.html").is_file()
 
-    start = time.perf_counter()
+    before = stamps(run_dir, "data", "train", "eval")
     code, out, err = run_cli("run", str(config))
     assert code == 0, err
-    assert time.perf_counter() - start < 10
     status = stages(out)
     assert all(status[s] == "skipped (up to date)" for s in ("data", "train", "eval"))
+    assert stamps(run_dir, "data", "train", "eval") == before  # no stage wrote anything
 
     code, out, err = run_cli("run", str(config), "--force", "eval")
     status = stages(out)

@@ -9,11 +9,12 @@ the tests can tell which template rendered a prompt. Expected answers come from 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,9 @@ from tunewright.chat import prompt_ids  # noqa: E402
 from tunewright.config import ServeSection  # noqa: E402
 from tunewright.generate import Decoding, generate, generate_ids  # noqa: E402
 from tunewright.models import load_causal_lm, load_tokenizer  # noqa: E402
-from tunewright.serve import serve_settings, target_from_args  # noqa: E402
 from tunewright.serving.app import build_app  # noqa: E402
 from tunewright.serving.pool import ModelPool, load_pool  # noqa: E402
+from tunewright.serving.stage import serve_settings, target_from_args  # noqa: E402
 
 API_KEY = "sk-test-do-not-log-3f9c1e"
 TUNED = "tuned"
@@ -63,7 +64,7 @@ class ServerThread:
 
     def __enter__(self) -> ServerThread:
         self._thread.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # turns a hang into a failure; not a speed check
         while not self._server.started:
             assert self._thread.is_alive() and time.monotonic() < deadline, "server did not start"
             time.sleep(0.01)
@@ -85,8 +86,11 @@ class Served:
     def client(self, api_key: str = API_KEY) -> Any:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, max_retries=0)
 
+    def log_text(self) -> str:
+        return self.log.read_text() if self.log.is_file() else ""  # written from the 1st request
+
     def log_lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [json.loads(line) for line in self.log_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +161,40 @@ def _metrics(url: str) -> dict[tuple[str, tuple], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def _queue_depth(url: str) -> float:
+    return _metrics(url)[("tunewright_queue_depth", ())]
+
+
+def _lm_head(served: Served) -> Any:
+    return next(m for name, m in served.pool.model.named_modules() if name.endswith("lm_head"))
+
+
+@contextlib.contextmanager
+def _held_worker(served: Served) -> Iterator[threading.Event]:
+    """Stops the generation worker inside its next forward pass until the block ends. Yields an
+    event that is set once the worker is held: the tests wait for it instead of sleeping."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold(*args: Any) -> None:
+        held.set()
+        release.wait()
+
+    hook = _lm_head(served).register_forward_pre_hook(hold)
+    try:
+        yield held
+    finally:
+        release.set()
+        hook.remove()
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    """Waits for a state of the server; the limit only turns a hang into a failure."""
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
 
 
 # --- models and generation -------------------------------------------------------------------
@@ -349,12 +387,17 @@ def test_metrics_count_requests_errors_and_tokens(served: Served) -> None:
 
 def test_request_log_has_one_line_per_request_and_no_content(served: Served) -> None:
     client = served.client()
+    written = len(served.log_lines())  # other tests share the server and its log
     client.chat.completions.create(model=TUNED, messages=QUESTION, max_tokens=3, temperature=0)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=TUNED, messages=QUESTION, max_tokens=10_000)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=QUESTION)
     with pytest.raises(openai.AuthenticationError):
         served.client(api_key="sk-wrong").chat.completions.create(model=TUNED, messages=QUESTION)
     lines = served.log_lines()
-    statuses = {line["status"] for line in lines}
-    assert {200, 400, 401, 404} <= statuses
+    # A line is written before the response's last byte, so each request's line is already here.
+    assert [line["status"] for line in lines[written:]] == [200, 400, 404, 401]
     ok = next(line for line in reversed(lines) if line["status"] == 200)
     assert ok["endpoint"] == "/v1/chat/completions" and ok["model"] == TUNED
     assert ok["prompt_tokens"] > 0 and ok["completion_tokens"] > 0 and ok["latency_s"] > 0
@@ -362,7 +405,7 @@ def test_request_log_has_one_line_per_request_and_no_content(served: Served) -> 
     refused = next(line for line in reversed(lines) if line["status"] == 401)
     assert refused["error"] == "Incorrect API key provided."
     assert not any("prompt" in line or "output" in line for line in lines)
-    text = served.log.read_text()
+    text = served.log_text()
     assert "capital of France" not in text
     assert API_KEY not in text and "sk-wrong" not in text
 
@@ -397,19 +440,18 @@ def test_health_answers_while_the_worker_is_busy(served: Served) -> None:
         )
 
     threads = [threading.Thread(target=long_request, args=(440 + i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    waits = []
-    while any(thread.is_alive() for thread in threads):
-        started = time.perf_counter()
-        assert httpx.get(f"{served.url}/health", timeout=5).json()["status"] == "ok"
-        waits.append(time.perf_counter() - started)
-        time.sleep(0.02)
+    with _held_worker(served) as held:
+        for thread in threads:
+            thread.start()
+        assert held.wait(timeout=120), "generation did not start"
+        # The worker is stopped inside a forward pass, so each answer below came while it was
+        # generating: the event loop does not wait for the model.
+        for _ in range(5):
+            assert httpx.get(f"{served.url}/health", timeout=30).json()["status"] == "ok"
+        assert all(thread.is_alive() for thread in threads)  # none answered yet
     for thread in threads:
         thread.join()
     assert len(results) == 6 and all(r.choices[0].finish_reason == "length" for r in results)
-    assert len(waits) >= 5
-    assert max(waits) < 1.0, f"/health took up to {max(waits):.2f} s during generation"
 
 
 def test_serve_settings_join_config_and_environment_keys(
@@ -460,17 +502,20 @@ def test_waiting_requests_share_a_batch_and_get_their_own_answers(
         answers[index] = reply.choices[0].message.content
 
     before = _metrics(served.url)
-    # A long generation occupies the worker while the eight questions queue up behind it.
+    depth = _queue_depth(served.url)
+    # A long generation holds the worker until all eight questions wait in its queue.
     blocker = threading.Thread(
         target=lambda: client.completions.create(
             model=served.base_id, prompt="hello", max_tokens=470, temperature=0
         )
     )
-    blocker.start()
-    time.sleep(0.1)
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
-    for thread in threads:
-        thread.start()
+    with _held_worker(served) as held:
+        blocker.start()
+        assert held.wait(timeout=120), "the blocking generation did not start"
+        for thread in threads:
+            thread.start()
+        _until(lambda: _queue_depth(served.url) == depth + len(questions), "the questions")
     for thread in [blocker, *threads]:
         thread.join()
     after = _metrics(served.url)
@@ -482,10 +527,35 @@ def test_waiting_requests_share_a_batch_and_get_their_own_answers(
         assert answers[index] == _expected(reference, TUNED, messages, 6)
 
 
-def test_a_client_leaving_a_stream_stops_its_generation(served: Served) -> None:
-    # 10 ms per decoding step: the 470-token stream below would take about 5 s to finish.
-    lm_head = next(m for name, m in served.pool.model.named_modules() if name.endswith("lm_head"))
-    hook = lm_head.register_forward_pre_hook(lambda *args: time.sleep(0.01))
+def test_a_client_leaving_a_stream_stops_its_generation(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generated: list[int] = []  # new tokens of each streamed generation
+    real_generate = served.pool.model.generate
+
+    def recording(**kwargs: Any) -> Any:
+        output = real_generate(**kwargs)
+        if "streamer" in kwargs:
+            generated.append(output.shape[1] - kwargs["input_ids"].shape[1])
+        return output
+
+    monkeypatch.setattr(served.pool.model, "generate", recording)
+    written = len(served.log_lines())
+    left = threading.Event()
+
+    def departure_logged() -> bool:  # newlines, not JSON: a line may be half written
+        return served.log_text().count("\n") > written
+
+    def step(*args: Any) -> None:
+        # 10 ms per decoding step keeps the 470-token stream below going (~5 s) while its
+        # client reads the first line and leaves. From then on each step waits until the server
+        # has logged the departure (it cancels the job before that): a generation that stops
+        # for departed clients stops at the next step, one that does not runs to 470 tokens.
+        time.sleep(0.01)
+        if left.is_set():
+            _until(departure_logged, "the abandoned stream's log line")
+
+    hook = _lm_head(served).register_forward_pre_hook(step)
     body = {
         "model": served.base_id,
         "prompt": "hello",
@@ -499,14 +569,17 @@ def test_a_client_leaving_a_stream_stops_its_generation(served: Served) -> None:
             "POST", f"{served.url}/v1/completions", json=body, headers=headers
         ) as response:
             next(response.iter_lines())  # generation has started
-        started = time.perf_counter()
+        left.set()
+        # The worker runs one job at a time: this answer comes after the stream's generation.
         reply = served.client().completions.create(
             model=served.base_id, prompt="hello", max_tokens=3, temperature=0
         )
-        waited = time.perf_counter() - started
     finally:
+        left.set()
         hook.remove()
     assert reply.choices[0].finish_reason == "length"
-    assert waited < 2.5, f"the next request waited {waited:.1f} s behind an abandoned stream"
-    left = [line for line in served.log_lines() if line["endpoint"] == "/v1/completions"][-2]
-    assert left["error"] == "the client disconnected before the stream ended"
+    assert len(generated) == 1 and generated[0] < 470, f"the stream generated {generated} tokens"
+    abandoned, answered = served.log_lines()[written:]
+    assert abandoned["endpoint"] == answered["endpoint"] == "/v1/completions"
+    assert abandoned["error"] == "the client disconnected before the stream ended"
+    assert answered["status"] == 200 and answered["error"] is None

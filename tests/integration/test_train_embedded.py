@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tunewright.config import load_config
-from tunewright.train import train_model
+from tunewright.training.stage import train_model
 
 pytestmark = pytest.mark.slow
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"

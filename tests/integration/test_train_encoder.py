@@ -6,9 +6,10 @@ import json
 
 import pytest
 import torch
+from tests.support.projects import make_project
 
 from tunewright.config import load_config
-from tunewright.train import build_job, run_job
+from tunewright.training.stage import build_job, run_job
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +28,21 @@ def test_encoder_classifier_trains_and_reloads(tmp_path, method):
         for i in range(4)
         for w in good + bad
     ]
-    (tmp_path / "train.csv").write_text(
-        "text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows)
+    csv = "text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows)
+    path = make_project(
+        tmp_path,
+        model="minilm-l6",
+        rows=csv.encode(),
+        data={"train": "train.csv", "max_seq_len": 64},
+        train={
+            "method": method,
+            "max_steps": 3,
+            "batch_size": 8,
+            "grad_accum": 1,
+            "learning_rate": 0.0005,
+        },
     )
-    (tmp_path / "c.yaml").write_text(
-        "model:\n  name: minilm-l6\ndata:\n  train: train.csv\n  max_seq_len: 64\n"
-        f"train:\n  method: {method}\n  max_steps: 3\n  batch_size: 8\n  grad_accum: 1\n"
-        "  learning_rate: 0.0005\n  report_to: []\n"
-    )
-    config = load_config(tmp_path / "c.yaml")
+    config = load_config(path)
     job = build_job(config)
     before = {n: p.detach().clone() for n, p in job.model.named_parameters() if p.requires_grad}
     result = run_job(config, job)
@@ -61,7 +68,7 @@ def test_encoder_classifier_trains_and_reloads(tmp_path, method):
     manifest = json.loads((tmp_path / "runs" / "default" / "train" / "manifest.json").read_text())
     assert manifest["labels"] == ["neg", "pos"]
 
-    from tunewright.evaluate import evaluate_run
+    from tunewright.evaluation.stage import evaluate_run
 
     results = evaluate_run(config)
     assert [m["metric"] for m in results["metrics"]] == ["accuracy", "f1"]

@@ -8,23 +8,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.support.projects import addition_rows, write_jsonl
+from tests.support.projects import addition_rows, make_project, write_jsonl
 
 from tunewright.config import load_config
-from tunewright.train import TrainingDivergedError, build_job, run_job
+from tunewright.training.stage import TrainingDivergedError, build_job, run_job
 
 METHODS = ["full", "lora", "qlora", "dora", "ia3", "prefix", "prompt"]
 
 
-def write_project(folder: Path, model: Path, extra: str = "", rows: int = 24) -> Path:
-    write_jsonl(folder / "train.jsonl", addition_rows(rows))
-    config = folder / "config.yaml"
-    config.write_text(
-        f"model:\n  name: {model}\ndata:\n  train: train.jsonl\n"
-        "train:\n  epochs: 1\n  max_steps: 4\n  batch_size: 4\n  grad_accum: 1\n"
-        "  learning_rate: 0.01\n  report_to: []\n" + extra
-    )
-    return config
+TRAIN = {"epochs": 1, "max_steps": 4, "batch_size": 4, "grad_accum": 1, "learning_rate": 0.01}
+
+
+def write_project(folder: Path, model: Path, rows: int = 24, **train: object) -> Path:
+    """The project every test here trains; `train` overrides (None drops a setting)."""
+    return make_project(folder, model=model, rows=addition_rows(rows), train={**TRAIN, **train})
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, tuple[bool, torch.Tensor]]:
@@ -107,9 +104,7 @@ def test_template_that_hides_turns_fails_before_training(tmp_path, tiny_model_di
 
 
 def test_auto_values_are_resolved_and_recorded(tmp_path, tiny_model_dir, run_cli):
-    config = write_project(tmp_path, tiny_model_dir, rows=30)
-    text = config.read_text().replace("  batch_size: 4\n", "").replace("  epochs: 1\n", "")
-    config.write_text(text)
+    config = write_project(tmp_path, tiny_model_dir, rows=30, batch_size=None, epochs=None)
     code, _, err = run_cli("train", str(config), "train.max_steps=2")
     assert code == 0, err
     manifest = json.loads((tmp_path / "runs" / "default" / "train" / "manifest.json").read_text())

@@ -5,42 +5,36 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from tests.support.projects import addition_rows, write_jsonl
+from tests.support.processes import run_captured, started
+from tests.support.projects import make_project
 
 from tunewright.training.callbacks import COMPLETE_MARK, last_complete_checkpoint
 
 STEPS = 300
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def project(folder: Path, model: Path) -> Path:
-    folder.mkdir()
-    write_jsonl(folder / "train.jsonl", addition_rows(40))
-    config = folder / "config.yaml"
-    config.write_text(
-        f"model:\n  name: {model}\ndata:\n  train: train.jsonl\n"
-        f"train:\n  max_steps: {STEPS}\n  batch_size: 4\n  grad_accum: 2\n"
-        "  learning_rate: 0.002\n  save_every: 20\n  eval_every: 20\n  keep_checkpoints: 3\n"
-        "  report_to: []\n"
-    )
-    return config
+    train = {
+        "max_steps": STEPS,
+        "batch_size": 4,
+        "grad_accum": 2,
+        "learning_rate": 0.002,
+        "save_every": 20,
+        "eval_every": 20,
+        "keep_checkpoints": 3,
+    }
+    return make_project(folder, model=model, train=train)
 
 
-def cli(*args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "tunewright", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        **kwargs,
-    )
+def tunewright(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tunewright", *args]
 
 
 def adapter(folder: Path) -> dict[str, torch.Tensor]:
@@ -54,27 +48,29 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir):
         project(tmp_path / "ref", tiny_model_dir),
         project(tmp_path / "killed", tiny_model_dir),
     )
-    ref_run = cli("train", str(reference))
+    ref_log, killed_log = tmp_path / "ref.log", tmp_path / "killed.log"
+    with (
+        started(tunewright("train", str(reference)), ENV, log=ref_log) as ref_run,
+        started(tunewright("train", str(killed)), ENV, log=killed_log) as run,
+    ):
+        checkpoints = killed.parent / "runs" / "default" / "train" / "checkpoints"
+        # Waits for the event itself, however slow the machine; a run that ends first fails.
+        while not (checkpoints / "checkpoint-40" / COMPLETE_MARK).is_file():
+            assert run.poll() is None, killed_log.read_text()[-2000:]
+            time.sleep(0.01)
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        assert run.returncode == -signal.SIGKILL
+        train_dir = checkpoints.parent
+        assert not (train_dir / "adapter").exists() and not (train_dir / "manifest.json").exists()
+        last = last_complete_checkpoint(checkpoints)
+        assert last is not None and int(last.name.split("-")[1]) < STEPS
 
-    run = cli("train", str(killed))
-    checkpoints = killed.parent / "runs" / "default" / "train" / "checkpoints"
-    deadline = time.monotonic() + 120
-    while not (checkpoints / "checkpoint-40" / COMPLETE_MARK).is_file():
-        assert run.poll() is None, run.stdout.read().decode()[-2000:]
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.01)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
-    assert run.returncode == -signal.SIGKILL
-    train_dir = checkpoints.parent
-    assert not (train_dir / "adapter").exists() and not (train_dir / "manifest.json").exists()
-    last = last_complete_checkpoint(checkpoints)
-    assert last is not None and int(last.name.split("-")[1]) < STEPS
-
-    resumed = cli("train", str(killed), "--resume")
-    output = resumed.communicate(timeout=300)[0].decode()
-    assert resumed.returncode == 0, output[-3000:]
-    assert ref_run.wait(timeout=300) == 0, ref_run.stdout.read().decode()[-3000:]
+        # No time limits of its own: pytest-timeout bounds the test, and leaving the `with`
+        # kills whatever still runs.
+        code, output = run_captured(tunewright("train", str(killed), "--resume"), None, ENV)
+        assert code == 0, output[-3000:]
+        assert ref_run.wait() == 0, ref_log.read_text()[-3000:]
 
     manifest = json.loads((train_dir / "manifest.json").read_text())
     assert manifest["resumed_from"] == str(last)

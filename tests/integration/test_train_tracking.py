@@ -5,23 +5,20 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from tests.support.projects import addition_rows, write_jsonl
+from tests.support.projects import addition_rows, make_project
 
 from tunewright.config import load_config
-from tunewright.train import train_model
+from tunewright.training.stage import train_model
 
 
 def test_trackers_write_offline_runs(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)  # anything written relative to the cwd would show up here
-    write_jsonl(tmp_path / "train.jsonl", addition_rows(20))
-    (tmp_path / "c.yaml").write_text(
-        f"model:\n  name: {tiny_model_dir}\ndata:\n  train: train.jsonl\n"
-        "train:\n  max_steps: 3\n  batch_size: 4\n  grad_accum: 1\n"
-        "  report_to: [tensorboard, wandb, mlflow]\n"
-    )
-    train_model(load_config(tmp_path / "c.yaml"))
+    trackers = ["tensorboard", "wandb", "mlflow"]
+    train = {"max_steps": 3, "batch_size": 4, "grad_accum": 1, "report_to": trackers}
+    config = make_project(tmp_path, model=tiny_model_dir, rows=addition_rows(20), train=train)
+    train_model(load_config(config))
     stage = tmp_path / "runs" / "default" / "train"
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -42,3 +39,17 @@ def test_trackers_write_offline_runs(tmp_path, tiny_model_dir, monkeypatch):
     metrics = [json.loads(x) for x in (stage / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3]
     assert all(m["tokens_per_s"] > 0 for m in metrics if "loss" in m)
+
+
+def test_a_second_run_in_the_same_process_gets_its_own_wandb_run(tmp_path, tiny_model_dir):
+    """W&B keeps one session per process; each training must still log into its own folder."""
+    train = {"max_steps": 1, "batch_size": 4, "grad_accum": 1, "report_to": ["wandb"]}
+    stages = []
+    for name in ("first", "second"):
+        config = make_project(
+            tmp_path / name, model=tiny_model_dir, rows=addition_rows(12), name=name, train=train
+        )
+        train_model(load_config(config))
+        stages.append(tmp_path / name / "runs" / name / "train")
+    for stage in stages:
+        assert len(list((stage / "wandb").glob("offline-run-*"))) == 1, stage

@@ -1,51 +1,11 @@
 import hashlib
 import json
-import os
 
 import pytest
 
+from tunewright import runs
 from tunewright.config import load_config
-from tunewright.runs import (
-    MANIFEST,
-    atomic_dir,
-    atomic_write_json,
-    atomic_write_text,
-    read_manifest,
-    stage_run,
-)
-
-
-def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
-    target = tmp_path / "a" / "out.txt"
-    atomic_write_text(target, "one")
-    atomic_write_text(target, "two")
-    assert target.read_text() == "two"
-    assert os.listdir(target.parent) == ["out.txt"]
-
-
-def test_failed_atomic_write_keeps_old_content(tmp_path):
-    target = tmp_path / "out.json"
-    atomic_write_json(target, {"ok": 1})
-    with pytest.raises(TypeError):
-        atomic_write_json(target, {1j: "complex keys cannot be JSON"})
-    assert json.loads(target.read_text()) == {"ok": 1}
-    assert os.listdir(tmp_path) == ["out.json"]
-
-
-def test_atomic_dir_commits_only_on_success(tmp_path):
-    target = tmp_path / "model"
-    with atomic_dir(target) as tmp:
-        (tmp / "weights.bin").write_text("v1")
-    assert (target / "weights.bin").read_text() == "v1"
-    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
-        (tmp / "weights.bin").write_text("half")
-        raise RuntimeError("crash mid-write")
-    assert (target / "weights.bin").read_text() == "v1"
-    assert sorted(os.listdir(tmp_path)) == ["model"]
-    with atomic_dir(target) as tmp:
-        (tmp / "weights.bin").write_text("v2")
-    assert (target / "weights.bin").read_text() == "v2"
-    assert sorted(os.listdir(tmp_path)) == ["model"]
+from tunewright.runs import MANIFEST, read_manifest, stage_run
 
 
 def test_stage_manifest_records_config_inputs_and_outputs(tmp_path):
@@ -80,3 +40,73 @@ def test_crashed_stage_has_no_manifest(tmp_path):
         raise KeyboardInterrupt
     assert not (tmp_path / "default" / "train" / MANIFEST).exists()
     assert read_manifest(tmp_path / "default" / "train") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The layout
+
+
+def _trained(config, *folders: str, listed: tuple[str, ...] | None = None, unlisted=False):
+    """A completed train stage holding `folders`; its manifest lists `listed` (default: all of
+    them), or has no `outputs` key at all when `unlisted`."""
+    with stage_run(config, runs.TRAIN) as run:
+        for name in folders:
+            (run.dir / name).mkdir(exist_ok=True)
+        for name in folders if listed is None else listed:
+            run.output(name)
+    if unlisted:
+        manifest = read_manifest(run.dir)
+        del manifest["outputs"]
+        (run.dir / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_layout_paths_from_config_or_run_folder(tmp_path):
+    config = load_config(None, [f"runs_dir={tmp_path}"])
+    run = tmp_path / "default"
+    for where in (config, run):
+        assert runs.run_folder(where) == run
+        assert runs.stage_dir(where, runs.OPENAI) == run / "openai"
+        assert runs.resolved_config(where) == run / "config.yaml"
+        assert runs.data_split(where, "eval") == run / "data" / "eval.jsonl"
+        assert runs.validation_report(where) == run / "data" / "validation.json"
+        assert runs.data_export_dir(where) == run / "data" / "export"
+        assert runs.loss_plot(where) == run / "train" / "loss.png"
+        assert runs.eval_metrics(where) == run / "eval" / "metrics.json"
+        assert runs.eval_report(where) == run / "eval" / "report.html"
+        assert runs.merged_dir(where) == run / "export" / "merged"
+        assert runs.request_log(where) == run / "serve" / "requests.jsonl"
+    assert runs.run_of_request_log(runs.request_log(config)) == run
+    assert runs.run_of_adapter(run / "train" / "adapter") == run
+    assert runs.run_of_adapter(run / "train" / "model") is None
+    assert runs.run_of_adapter(tmp_path / "adapter") is None
+
+
+def test_trained_output_of_an_adapter_run_and_a_full_run(tmp_path):
+    config = load_config(None, [f"runs_dir={tmp_path}"])
+    _trained(config, "adapter")
+    assert runs.trained_output(config) == tmp_path / "default" / "train" / "adapter"
+    _trained(config, "model")  # a rerun as full fine-tuning, over the old adapter folder
+    assert runs.trained_output(config) == tmp_path / "default" / "train" / "model"
+    assert runs.trained_output(tmp_path / "default") == tmp_path / "default" / "train" / "model"
+
+
+def test_trained_output_needs_a_manifest(tmp_path):
+    config = load_config(None, [f"runs_dir={tmp_path}"])
+    assert runs.trained_output(config) is None  # no run folder at all
+    (tmp_path / "default" / "train" / "adapter").mkdir(parents=True)
+    assert runs.trained_output(config) is None  # the stage crashed or is still running
+    _trained(config, "adapter")
+    (tmp_path / "default" / "train" / MANIFEST).unlink()
+    assert runs.trained_output(config) is None
+
+
+def test_trained_output_needs_the_folder_and_its_listing(tmp_path):
+    def config(name):
+        return load_config(None, [f"runs_dir={tmp_path}", f"name={name}"])
+
+    _trained(config("gone"), listed=("adapter",))  # listed, but the folder is missing
+    assert runs.trained_output(config("gone")) is None
+    _trained(config("stale"), "adapter", listed=("loss.png",))  # there, but not this run's
+    assert runs.trained_output(config("stale")) is None
+    _trained(config("older"), "model", unlisted=True)  # no `outputs` key: the folder decides
+    assert runs.trained_output(config("older")) == tmp_path / "older" / "train" / "model"

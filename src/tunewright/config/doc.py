@@ -112,7 +112,7 @@ def update_readme(path: Path) -> bool:
     return updated != text
 
 
-if __name__ == "__main__":  # python -m tunewright.configdoc README.md
+if __name__ == "__main__":  # python -m tunewright.config.doc README.md
     import sys
 
     changed = update_readme(Path(sys.argv[1] if len(sys.argv) > 1 else "README.md"))

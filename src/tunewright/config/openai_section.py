@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from tunewright.config import Auto, PositiveFloat, PositiveInt, Section
+from tunewright.config.fields import Auto, PositiveFloat, PositiveInt, Section
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 # OpenAI accepts 1-25 epochs; its default picks within the same range.

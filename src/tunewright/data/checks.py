@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunewright.data.dedup import DuplicateIndex, Links, cross_duplicates, shared_ngrams
+from tunewright.data.load import JSONLimitError, parse_json
 from tunewright.data.records import ROLES, Record, answer_text, full_text, location
 
 
@@ -288,12 +289,14 @@ def _tool_call_problems(messages: list[dict[str, Any]]) -> list[str]:
             if not isinstance(arguments, str):
                 continue  # already parsed (a dict) or absent: nothing to decode
             try:
-                json.loads(arguments)
+                parse_json(arguments)
             except json.JSONDecodeError as exc:
                 problems.append(
                     f"message {k}, tool call {c} ({name}): arguments are not valid JSON: "
                     f"{exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
                 )
+            except JSONLimitError as exc:
+                problems.append(f"message {k}, tool call {c} ({name}): arguments: {exc}")
     return problems
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from tunewright.data.normalize import RowError
 from tunewright.data.records import Record, location
-from tunewright.runs import atomic_write_text
+from tunewright.files import atomic_write_text, write_jsonl
 
 ExportFormat = Literal["openai", "alpaca", "sharegpt"]
 SUFFIX = {"openai": ".jsonl", "alpaca": ".json", "sharegpt": ".json"}
@@ -95,8 +95,7 @@ def export_records(records: list[Record], fmt: ExportFormat, target: Path) -> li
         except RowError as exc:
             skipped.append({"source": location(record), "reason": str(exc)})
     if fmt == "openai":
-        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        write_jsonl(target, rows)
     else:
-        text = json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
-    atomic_write_text(target, text)
+        atomic_write_text(target, json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
     return skipped

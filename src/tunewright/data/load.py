@@ -11,6 +11,8 @@ import codecs
 import csv
 import io
 import json
+import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +150,58 @@ def _decoded_lines(handle: BinaryIO) -> Iterator[tuple[int, str, str | None]]:
             yield number, raw.decode("utf-8", errors="replace"), error
 
 
+# ---------------------------------------------------------------------------------------------
+# JSON: valid text that Python cannot hold is a clear error too.
+
+
+class JSONLimitError(ValueError):
+    """Valid JSON that cannot be used: too deep, a number too long, or not Unicode text."""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def parse_json(text: str) -> Any:
+    """`json.loads`, where a syntax error stays `json.JSONDecodeError` and valid JSON that
+    cannot be used raises `JSONLimitError`: nesting past Python's recursion limit, an integer
+    over Python's digit limit (4,300), or a lone surrogate escape such as `"\\ud800"` (half a
+    character: it cannot be written as UTF-8 nor tokenized)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:  # a ValueError too: let it through as it is
+        raise
+    except (RecursionError, ValueError) as exc:
+        raise _limit_error(exc) from None
+    if "\\u" in text:  # decoded bytes hold no surrogates: only a \u escape can make one
+        _require_unicode(value)
+    return value
+
+
+def _limit_error(exc: Exception) -> JSONLimitError:
+    if isinstance(exc, RecursionError):
+        return JSONLimitError("JSON nested too deeply")
+    # int() refuses longer digit strings (a guard against quadratic-time conversion).
+    return JSONLimitError(f"a number has more than {sys.get_int_max_str_digits()} digits")
+
+
+def _require_unicode(value: Any) -> None:
+    """Raise JSONLimitError at the first lone surrogate in `value`'s strings (keys included);
+    iterative, since `value` may be nested nearly as deep as the recursion limit."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found:
+                code = ord(found.group())
+                raise JSONLimitError(f"lone surrogate \\u{code:04x} in a string (not Unicode)")
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _jsonl_rows(path: Path, stats: LoadStats) -> Iterator[RawRow]:
     name = str(path)
     with open(path, "rb") as handle:
@@ -163,11 +217,13 @@ def _jsonl_rows(path: Path, stats: LoadStats) -> Iterator[RawRow]:
 
 def _parse_json_line(name: str, number: int, line: str) -> RawRow:
     try:
-        value = json.loads(line)
+        value = parse_json(line)
     except json.JSONDecodeError as exc:
         return RawRow(
             name, number, error=f"invalid JSON: {exc.msg} at column {exc.colno}", raw=_clip(line)
         )
+    except JSONLimitError as exc:
+        return RawRow(name, number, error=f"unreadable JSON: {exc}", raw=_clip(line))
     if not isinstance(value, dict):
         return RawRow(
             name,
@@ -205,15 +261,28 @@ def _json_rows(path: Path) -> Iterator[RawRow]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except (RecursionError, ValueError) as exc:
+        raise InputFileError(f"{name}: unreadable JSON: {_limit_error(exc)}") from None
     if not isinstance(value, dict):
         raise InputFileError(f"{name}: expected a JSON array or object of records")
     lists = [v for v in value.values() if isinstance(v, list)]
     items = lists[0] if len(lists) == 1 and len(value) == 1 else list(value.values())
+    escapes = "\\u" in text
     for number, item in enumerate(items, start=1):
-        if isinstance(item, dict):
-            yield RawRow(name, number, data=item)
-        else:
-            yield RawRow(name, number, error=f"expected a JSON object, got {type(item).__name__}")
+        yield _json_record(name, number, item, escapes)
+
+
+def _json_record(name: str, line: int, item: Any, escapes: bool) -> RawRow:
+    """One element of a JSON file's records: an object, or the reason it cannot be a row.
+    `escapes`: whether its text holds a \\u escape, the only source of a lone surrogate."""
+    if not isinstance(item, dict):
+        return RawRow(name, line, error=f"expected a JSON object, got {type(item).__name__}")
+    try:
+        if escapes:
+            _require_unicode(item)
+    except JSONLimitError as exc:
+        return RawRow(name, line, error=f"unreadable JSON: {exc}")
+    return RawRow(name, line, data=item)
 
 
 def _scan_json_array(name: str, text: str, pos: int) -> Iterator[RawRow]:
@@ -235,10 +304,12 @@ def _scan_json_array(name: str, text: str, pos: int) -> Iterator[RawRow]:
                 hint="A JSON array cannot be read past a syntax error; fix it or use JSONL, "
                 "where one bad line only rejects that row.",
             ) from None
-        if isinstance(value, dict):
-            yield RawRow(name, line, data=value)
-        else:
-            yield RawRow(name, line, error=f"expected a JSON object, got {type(value).__name__}")
+        except (RecursionError, ValueError) as exc:  # where the element ends is unknown
+            raise InputFileError(
+                f"{name}:{line}: unreadable JSON: {_limit_error(exc)}",
+                hint="Fix that element, or use JSONL, where one bad line only rejects that row.",
+            ) from None
+        yield _json_record(name, line, value, "\\u" in text[pos:end])
         pos = _skip_space(text, end)
         if pos < len(text) and text[pos] == ",":
             pos += 1
@@ -253,9 +324,16 @@ def _skip_space(text: str, pos: int) -> int:
     return pos
 
 
+# csv's default field limit is 131,072 characters: a longer document (normal in summarisation
+# data) would be rejected, and the rest of its quoted field then read as rows of its own.
+CSV_FIELD_LIMIT = 2**31 - 1  # the largest a C long holds on every platform
+
+
 def _csv_rows(path: Path, delimiter: str) -> Iterator[RawRow]:
     name = str(path)
     bad_lines: dict[int, str] = {}
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)  # process-wide: csv has no per-reader limit
 
     def lines(handle: BinaryIO) -> Iterator[str]:
         for number, line, error in _decoded_lines(handle):
@@ -310,10 +388,47 @@ def _parquet_rows(path: Path) -> Iterator[RawRow]:
     except Exception as exc:  # pyarrow raises ArrowInvalid and OSError subclasses
         raise InputFileError(f"{name}: not a readable Parquet file ({exc})") from None
     number = 0
-    for batch in parquet.iter_batches(batch_size=2048):
-        for item in batch.to_pylist():
+    batches = parquet.iter_batches(batch_size=2048)
+    while True:
+        try:  # a damaged page shows only when it is read
+            batch = next(batches, None)
+        except Exception as exc:
+            raise InputFileError(
+                f"{name}: not a readable Parquet file after row {number} ({exc})"
+            ) from None
+        if batch is None:
+            return
+        for item, error in _batch_rows(batch):
             number += 1
-            yield RawRow(name, number, data=item)
+            yield RawRow(name, number, data=None if item is None else _plain(item), error=error)
+
+
+def _batch_rows(batch: Any) -> list[tuple[dict[str, Any] | None, str | None]]:
+    """(row, None) for each row of a record batch, or (None, reason) for a row that cannot be
+    converted, such as invalid UTF-8 in a string column of a damaged file."""
+    try:
+        return [(item, None) for item in batch.to_pylist()]
+    except Exception:  # find the rows at fault, one by one
+        pass
+    rows: list[tuple[dict[str, Any] | None, str | None]] = []
+    for index in range(batch.num_rows):
+        try:
+            rows.append((batch.slice(index, 1).to_pylist()[0], None))
+        except Exception as exc:
+            rows.append((None, f"unreadable row: {exc}"))
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    """A table cell as JSON can hold it: values JSON has no type for (bytes, dates, decimals)
+    become the text `str()` gives, as the normalizer would have made of them anyway."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return str(value)
 
 
 def _is_saved_dataset(path: Path) -> bool:
@@ -323,12 +438,22 @@ def _is_saved_dataset(path: Path) -> bool:
 def _saved_dataset_rows(path: Path) -> Iterator[RawRow]:
     from datasets import Dataset, load_from_disk
 
-    loaded = load_from_disk(str(path))
-    splits = {"": loaded} if isinstance(loaded, Dataset) else dict(loaded)
+    try:
+        loaded = load_from_disk(str(path))
+        splits = {"": loaded} if isinstance(loaded, Dataset) else dict(loaded)
+        for dataset in splits.values():
+            # The Arrow files are memory-mapped and read unchecked: damaged offsets or text
+            # would give garbage or crash the process, so check every buffer first.
+            dataset.data.table.validate(full=True)
+    except Exception as exc:  # missing or damaged files raise whatever failed first
+        raise InputFileError(
+            f"{path}: not a readable save_to_disk dataset ({type(exc).__name__}: {exc})",
+            hint="Save it again with Dataset.save_to_disk, or export it to JSONL or Parquet.",
+        ) from None
     for split, dataset in splits.items():
         name = f"{path}[{split}]" if split else str(path)
         for number, item in enumerate(dataset, start=1):
-            yield RawRow(name, number, data=dict(item))
+            yield RawRow(name, number, data=_plain(dict(item)))
 
 
 def load_hub_dataset(name: str) -> Iterator[RawRow]:
@@ -338,7 +463,7 @@ def load_hub_dataset(name: str) -> Iterator[RawRow]:
 
         dataset = load_dataset(name, split="train", streaming=True)
         for number, item in enumerate(dataset, start=1):
-            yield RawRow(f"hub:{name}", number, data=dict(item))
+            yield RawRow(f"hub:{name}", number, data=_plain(dict(item)))
     except InputFileError:
         raise
     except Exception as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tunewright.data.load import JSONLimitError, parse_json
 from tunewright.data.records import ROLES, Record, make_record
 
 # Fields each format needs (required) and may have (optional), in the format's own names.
@@ -116,9 +117,11 @@ def _nested(row: dict[str, Any], key: str) -> Any:
     value = row.get(key)
     if isinstance(value, str) and value.lstrip().startswith(("[", "{")):
         try:
-            return json.loads(value)
+            return parse_json(value)
         except json.JSONDecodeError as exc:
             raise RowError(f"field '{key}' is not valid JSON: {exc.msg}") from None
+        except JSONLimitError as exc:
+            raise RowError(f"field '{key}' is unreadable JSON: {exc}") from None
     return value
 
 
@@ -160,9 +163,11 @@ def _tools(value: Any) -> list[Any] | None:
         return None
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = parse_json(value)
         except json.JSONDecodeError as exc:
             raise RowError(f"field 'tools' is not valid JSON: {exc.msg}") from None
+        except JSONLimitError as exc:
+            raise RowError(f"field 'tools' is unreadable JSON: {exc}") from None
     if not isinstance(value, list):
         raise RowError("field 'tools' must be a list of tool schemas")
     return value
@@ -193,10 +198,14 @@ def _function_call_message(value: str, index: int) -> dict[str, Any]:
     """sharegpt `function_call` turns hold {"name", "arguments"} JSON; OpenAI tool-call form
     keeps arguments as a JSON string, exactly as written, so invalid JSON stays visible."""
     try:
-        call = json.loads(value)
+        call = parse_json(value)
     except json.JSONDecodeError as exc:
         raise RowError(
             f"conversations[{index}].value: function call is not JSON: {exc.msg}"
+        ) from None
+    except JSONLimitError as exc:
+        raise RowError(
+            f"conversations[{index}].value: function call is unreadable: {exc}"
         ) from None
     if not isinstance(call, dict) or "name" not in call:
         raise RowError(f"conversations[{index}].value: function call needs a 'name'")

@@ -7,7 +7,6 @@ input rows, which is asserted before anything is written.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,10 +21,16 @@ from tunewright.data.normalize import RowError, apply_columns, detect_format, no
 from tunewright.data.records import Record, location
 from tunewright.data.split import split_records
 from tunewright.errors import TunewrightError
+from tunewright.files import atomic_write_json, write_jsonl
 from tunewright.models import looks_like_hub_id
-from tunewright.runs import atomic_write_json, atomic_write_text, is_up_to_date, stage_run
+from tunewright.runs import (
+    DATA,
+    is_up_to_date,
+    stage_dir,
+    stage_run,
+)
 
-STAGE = "data"
+STAGE = DATA
 
 
 class DataGateError(TunewrightError):
@@ -87,7 +92,7 @@ def ensure_prepared(config: Config, console: Any, tokenizer: Any | None = None) 
     if not is_up_to_date(config, STAGE):
         console.print("[bold]data[/bold]: preparing (no up-to-date prepared data for this config)")
         prepare_data(config, tokenizer)
-    return config.run_dir / STAGE
+    return stage_dir(config, STAGE)
 
 
 def analyze(config: Config, tokenizer: Any | None = None) -> Analysis:
@@ -415,7 +420,3 @@ def gate_hint(analysis: Analysis) -> str:
         "See validation.json and rejected.jsonl in the run's data folder; fix the rows, or "
         "relax the gate in the config (e.g. data.allow_leakage=true)."
     )
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -25,8 +25,6 @@ For plain `text` records the whole text is one assistant message, so all of it c
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 Record = dict[str, Any]
@@ -83,7 +81,18 @@ def full_text(record: Record) -> str:
     return prompt_text(record) + "\n" + answer_text(record)
 
 
-def read_jsonl(path: Path) -> list[Record]:
-    """Records written by the data stage (trusted: one JSON object per line)."""
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+def expected_answer(record: Record) -> str | None:
+    """The expected answer: the last assistant turn (or the chosen answer of a pair)."""
+    if record["task"] == "preference":
+        return record.get("chosen")
+    answers = [m for m in record["messages"] if m["role"] == "assistant"]
+    return answers[-1]["content"] if answers and answers[-1]["content"].strip() else None
+
+
+def prompt_messages(record: Record) -> list[dict[str, Any]]:
+    """The conversation up to (not including) the answer being evaluated."""
+    messages = record["messages"]
+    if record["task"] == "preference":
+        return messages
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:last]

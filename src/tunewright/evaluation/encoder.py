@@ -9,30 +9,30 @@ from pathlib import Path
 from typing import Any
 
 from tunewright.config import Config
-from tunewright.data.records import Record, read_jsonl
+from tunewright.data.records import Record
+from tunewright.files import read_jsonl
+from tunewright.runs import data_split
 
 
 def evaluate_encoder(
     config: Config, tuned_dir: Path, records: list[Record], labels: list[str]
 ) -> dict[str, Any]:
-    from tunewright.evaluate import compare_metric, examples_table, reference, train_summary
-    from tunewright.evaluation.metrics import default_metrics, expand
+    from tunewright.data.records import expected_answer
+    from tunewright.evaluation.compare import compare_metric, examples_table, train_summary
+    from tunewright.evaluation.metrics import select_metrics
 
-    train = read_jsonl(config.run_dir / "data" / "train.jsonl")
+    train = read_jsonl(data_split(config, "train"))
     majority = Counter(str(r["label"]) for r in train).most_common(1)[0][0]
-    references = [reference(r) or "" for r in records]
+    references = [expected_answer(r) or "" for r in records]
     texts = ["\n".join(m["content"] for m in r["messages"] if m["role"] == "user") for r in records]
     outputs = {
         "base": [majority] * len(records),
         "tuned": predict_labels(config, tuned_dir, texts, labels),
     }
-    names = (
-        default_metrics("classification")
-        if config.eval.metrics == "auto"
-        else expand([m for m in config.eval.metrics if m not in ("loss", "perplexity")])
+    names, primary = select_metrics(
+        config.eval.metrics, config.eval.primary_metric, "classification"
     )
     comparisons = [compare_metric(name, outputs, references, config) for name in names]
-    primary = names[0] if config.eval.primary_metric == "auto" else config.eval.primary_metric
     verdict = next(c["verdict"] for c in comparisons if c["metric"] == primary)
     prompts = [[m for m in r["messages"] if m["role"] == "user"] for r in records]
     return {

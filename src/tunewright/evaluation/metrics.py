@@ -63,6 +63,18 @@ def expand(metrics: list[str]) -> list[str]:
     return expanded
 
 
+def select_metrics(requested: list[str] | str, primary: str, task: str) -> tuple[list[str], str]:
+    """The text metrics to score generated answers with (`eval.metrics`), and the primary one
+    (`eval.primary_metric`). `auto` picks by task type and makes the first metric primary;
+    otherwise "rouge" is expanded and "loss" left out, as it is scored from the model's
+    likelihoods (with perplexity beside it), not from generated text."""
+    if requested == "auto":
+        names = default_metrics(task)
+    else:
+        names = expand([m for m in requested if m != "loss"])
+    return names, names[0] if primary == "auto" else primary
+
+
 def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
 

@@ -16,12 +16,24 @@ from typing import Any
 from rich.console import Console
 
 from tunewright.config import Config
-from tunewright.data.records import Record, read_jsonl
+from tunewright.data.records import Record, expected_answer, prompt_messages
 from tunewright.errors import TunewrightError
+from tunewright.evaluation.compare import compare_metric, examples_table, train_summary
+from tunewright.files import atomic_write_json, read_jsonl
 from tunewright.generate import Decoding, generate
-from tunewright.runs import atomic_write_json, read_manifest, stage_run
+from tunewright.runs import (
+    DATA,
+    EVAL,
+    TRAIN,
+    data_split,
+    loss_plot,
+    read_manifest,
+    stage_dir,
+    stage_run,
+    trained_output,
+)
 
-STAGE = "eval"
+STAGE = EVAL
 
 
 class EvalGateError(TunewrightError):
@@ -53,7 +65,7 @@ def evaluate_run(
     console = console or Console(stderr=True)
     tuned_dir = _trained_output(config)
     records, inputs = _eval_records(config, data_file)
-    labels = (read_manifest(config.run_dir / "train") or {}).get("labels")
+    labels = (read_manifest(stage_dir(config, TRAIN)) or {}).get("labels")
     with stage_run(config, STAGE, inputs=[*inputs, tuned_dir]) as run:
         if labels:  # an encoder with a classification head
             from tunewright.evaluation.encoder import evaluate_encoder
@@ -62,7 +74,7 @@ def evaluate_run(
         else:
             results = _evaluate(config, _load_models(config, tuned_dir), records, console)
         atomic_write_json(run.output("metrics.json"), results)
-        loss_png = config.run_dir / "train" / "loss.png"
+        loss_png = loss_plot(config)
         for name in write_reports(results, run.dir, loss_png if loss_png.is_file() else None):
             run.output(name)
         run.extra.update(
@@ -99,14 +111,14 @@ def _eval_records(config: Config, data_file: Path | None) -> tuple[list[Record],
             )
         records, inputs = loaded.records, loaded.inputs
     else:
-        path = config.run_dir / "data" / "eval.jsonl"
-        if read_manifest(config.run_dir / "data") is None or not path.is_file():
+        path = data_split(config, "eval")
+        if read_manifest(stage_dir(config, DATA)) is None or not path.is_file():
             raise TunewrightError(
                 f"no prepared eval data in {path.parent}",
                 hint="Run `tunewright data prepare` (or train) first, or pass --data FILE.",
             )
         records, inputs = read_jsonl(path), [path]
-    records = [r for r in records if reference(r) is not None]
+    records = [r for r in records if expected_answer(r) is not None]
     if not records:
         raise TunewrightError("no evaluable examples (each needs an assistant answer to compare)")
     limit = config.eval.max_examples
@@ -114,14 +126,13 @@ def _eval_records(config: Config, data_file: Path | None) -> tuple[list[Record],
 
 
 def _trained_output(config: Config) -> Path:
-    train_dir = config.run_dir / "train"
-    manifest = read_manifest(train_dir)
-    for name in ("adapter", "model"):
-        if manifest is not None and (train_dir / name).is_dir():
-            return train_dir / name
-    raise TunewrightError(
-        f"no trained model in {train_dir}", hint="Run `tunewright train CONFIG` first."
-    )
+    trained = trained_output(config)
+    if trained is None:
+        raise TunewrightError(
+            f"no trained model in {stage_dir(config, TRAIN)}",
+            hint="Run `tunewright train CONFIG` first.",
+        )
+    return trained
 
 
 def _load_models(config: Config, tuned_dir: Path) -> Models:
@@ -141,41 +152,19 @@ def _load_models(config: Config, tuned_dir: Path) -> Models:
     return Models(tuned, None, tokenizer, description)
 
 
-def reference(record: Record) -> str | None:
-    """The expected answer: the last assistant turn (or the chosen answer of a pair)."""
-    if record["task"] == "preference":
-        return record.get("chosen")
-    answers = [m for m in record["messages"] if m["role"] == "assistant"]
-    return answers[-1]["content"] if answers and answers[-1]["content"].strip() else None
-
-
-def prompt(record: Record) -> list[dict[str, Any]]:
-    """The conversation up to (not including) the answer being evaluated."""
-    messages = record["messages"]
-    if record["task"] == "preference":
-        return messages
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    return messages[:last]
-
-
 # ---------------------------------------------------------------------------------------------
 # Scoring
 
 
 def _evaluate(config: Config, models: Models, records: list[Record], console: Console) -> dict:
-    from tunewright.evaluation.metrics import default_metrics, expand
+    from tunewright.evaluation.metrics import select_metrics
 
     task = records[0]["task"]
-    names = (
-        default_metrics(task)
-        if config.eval.metrics == "auto"
-        else expand([m for m in config.eval.metrics if m != "loss"])
-    )
+    names, primary = select_metrics(config.eval.metrics, config.eval.primary_metric, task)
     with_loss = config.eval.metrics == "auto" or "loss" in config.eval.metrics
-    primary = names[0] if config.eval.primary_metric == "auto" else config.eval.primary_metric
     decoding = Decoding(max_new_tokens=config.eval.max_new_tokens, seed=config.seed)
-    prompts = [prompt(r) for r in records]
-    references = [reference(r) or "" for r in records]
+    prompts = [prompt_messages(r) for r in records]
+    references = [expected_answer(r) or "" for r in records]
     outputs = {
         which: _generate(models, which, prompts, decoding, config, console)
         for which in ("base", "tuned")
@@ -230,40 +219,13 @@ def _generate(
         )
 
 
-def compare_metric(
-    name: str, outputs: dict[str, list[str]], references: list[str], config: Config
-) -> dict[str, Any]:
-    from tunewright.evaluation.metrics import (
-        corpus_scorer,
-        example_scores,
-        higher_is_better,
-        is_binary,
-    )
-    from tunewright.evaluation.stats import compare
-
-    # Each side's corpus scorer is built once; a bootstrap resample only re-adds statistics.
-    scorers = {w: corpus_scorer(name, outputs[w], references) for w in ("base", "tuned")}
-    everything = list(range(len(references)))
-    comparison = compare(
-        name,
-        example_scores(name, outputs["base"], references),
-        example_scores(name, outputs["tuned"], references),
-        scorers["base"](everything),
-        scorers["tuned"](everything),
-        binary=is_binary(name),
-        corpus_fn=lambda indices, which: scorers[which](indices),
-        higher_is_better=higher_is_better(name),
-        samples=config.eval.bootstrap_samples,
-        seed=config.seed,
-    )
-    return {**comparison.as_dict(), "higher_is_better": higher_is_better(name)}
-
-
 def _compare_loss(models: Models, records: list[Record], config: Config) -> list[dict]:
     from tunewright.evaluation.loss import example_losses, mean_loss
     from tunewright.evaluation.stats import compare
 
-    conversations = [[*prompt(r), {"role": "assistant", "content": reference(r)}] for r in records]
+    conversations = [
+        [*prompt_messages(r), {"role": "assistant", "content": expected_answer(r)}] for r in records
+    ]
     pairs = {
         which: models.run(
             which,
@@ -296,35 +258,6 @@ def _compare_loss(models: Models, records: list[Record], config: Config) -> list
     return rows
 
 
-def examples_table(
-    records: list[Record],
-    prompts: list,
-    references: list[str],
-    outputs: dict[str, list[str]],
-    primary: str,
-) -> list[dict[str, Any]]:
-    from tunewright.evaluation.metrics import example_scores
-
-    if primary in ("loss", "perplexity"):
-        primary = "exact_match"
-    base = example_scores(primary, outputs["base"], references)
-    tuned = example_scores(primary, outputs["tuned"], references)
-    return [
-        {
-            "index": i,
-            "source": f"{r['source']['file']}:{r['source']['line']}",
-            "prompt": "\n\n".join(f"[{m['role']}] {m['content']}" for m in prompts[i]),
-            "reference": references[i],
-            "base": outputs["base"][i],
-            "tuned": outputs["tuned"][i],
-            "score_base": base[i],
-            "score_tuned": tuned[i],
-            "delta": tuned[i] - base[i],
-        }
-        for i, r in enumerate(records)
-    ]
-
-
 def _probe(models: Models, decoding: Decoding, config: Config, console: Console) -> dict:
     from tunewright.evaluation.probe import NOTE, PROBES, contains_answer
     from tunewright.evaluation.stats import compare
@@ -352,8 +285,3 @@ def _probe(models: Models, decoding: Decoding, config: Config, console: Console)
         "note": NOTE,
         "metrics": [{**comparison.as_dict(), "higher_is_better": True}],
     }
-
-
-def train_summary(config: Config) -> dict[str, Any] | None:
-    manifest = read_manifest(config.run_dir / "train")
-    return manifest.get("metrics") if manifest else None

@@ -1,1 +1,1 @@
-"""Helpers of the export stage (`tunewright.export`): merging, parity, model card, hub."""
+"""Helpers of the export stage (`tunewright.exporting.stage`): merging, parity, model card, hub."""

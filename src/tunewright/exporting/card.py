@@ -4,20 +4,33 @@ Everything in it is read back from the run folder, never from memory: the traini
 (method, hyperparameters, losses), the data report (`data/validation.json`), the evaluation
 (`eval/metrics.json`, only when it evaluated the weights being exported), the merge parity
 record, and the resolved config exactly as saved in `<run>/config.yaml` (secrets already
-redacted there).
+redacted there). The wording lives in templates/model_card.md; metric numbers are formatted by
+tunewright.formatting, exactly as in the eval report.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from tunewright import __version__
+import jinja2
+
+from tunewright import __version__, formatting
 from tunewright.config import Config
-from tunewright.runs import read_manifest
+from tunewright.methods import LORA_METHODS, PROMPT_METHODS
+from tunewright.runs import (
+    EVAL,
+    TRAIN,
+    eval_metrics,
+    read_manifest,
+    resolved_config,
+    stage_dir,
+    validation_report,
+)
 
-Lines = list[str]
+TEMPLATE = "model_card.md"
 
 
 def model_card(
@@ -31,32 +44,34 @@ def model_card(
     """The card for weights exported from the trained files `trained` (path -> sha256 of the
     adapter or full model); `where` is the repo id or folder the usage example loads."""
     run_dir = config.run_dir
-    train = read_manifest(run_dir / "train") or {}
-    method = train.get("config", {}).get("train", {}).get("method", config.train.method)
-    sections = [
-        _front_matter(config, method),
-        _title(config, method, dtype, merge),
-        _usage(where),
-        _training(config, train),
-        _data(run_dir),
-        _evaluation(run_dir, trained),
-        _merge(merge),
-        _config_block(run_dir),
-    ]
-    return "\n".join(line for section in sections for line in [*section, ""]).rstrip() + "\n"
-
-
-def _front_matter(config: Config, method: str) -> Lines:
-    """Hub metadata; `base_model` only when the base is a hub model the hub can link to."""
-    lines = ["---", "library_name: transformers", "pipeline_tag: text-generation"]
-    hub_id = _hub_id(config.model.name)
-    if hub_id:
-        lines.append(f"base_model: {hub_id}")
-    lines += ["tags:", "- tunewright", f"- {method}", "---"]
-    return lines
+    train = read_manifest(stage_dir(run_dir, TRAIN)) or {}
+    # The train section as trained (from its manifest), else as configured now.
+    section = train.get("config", {}).get("train") or config.model_dump(mode="json")["train"]
+    eval_status, evaluation = _evaluation(run_dir, trained)
+    return _template().render(
+        name=config.name,
+        base_model=config.model.name,
+        hub_id=_hub_id(config.model.name),
+        method=train.get("config", {}).get("train", {}).get("method", config.train.method),
+        version=__version__,
+        dtype=dtype,
+        where=where,
+        train=section,
+        method_text=_method_text(section),
+        hyper=train.get("hyperparameters", {}),
+        metrics=train.get("metrics", {}),
+        trainable=_trainable_text(train),
+        seed=train.get("seed", config.seed),
+        data=_read_json(validation_report(run_dir)),
+        eval_status=eval_status,
+        evaluation=evaluation,
+        merge=merge,
+        config_yaml=_config_text(run_dir),
+    )
 
 
 def _hub_id(name: str) -> str | None:
+    """The hub id for the card's `base_model`, when the base is a hub model the hub can link to."""
     from tunewright.models import EMBEDDED, looks_like_hub_id
 
     if name in EMBEDDED:
@@ -64,68 +79,9 @@ def _hub_id(name: str) -> str | None:
     return name if looks_like_hub_id(name) and not Path(name).expanduser().exists() else None
 
 
-def _title(config: Config, method: str, dtype: str, merge: dict[str, Any] | None) -> Lines:
-    how = "merged into the base weights" if merge else "all weights trained"
-    return [
-        f"# {config.name}",
-        "",
-        f"`{config.model.name}` fine-tuned with {method} ({how}) by tunewright {__version__}, "
-        f"exported as {dtype} safetensors. The tokenizer carries the chat template used in "
-        "training; `generation_config.json` stops at its end-of-turn token.",
-    ]
-
-
-def _usage(where: str) -> Lines:
-    return [
-        "## Use",
-        "",
-        "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "",
-        f'tokenizer = AutoTokenizer.from_pretrained("{where}")',
-        f'model = AutoModelForCausalLM.from_pretrained("{where}")',
-        'messages = [{"role": "user", "content": "Hello!"}]',
-        "inputs = tokenizer.apply_chat_template(",
-        '    messages, add_generation_prompt=True, return_tensors="pt", return_dict=True',
-        ")",
-        "output = model.generate(**inputs, max_new_tokens=128)",
-        'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], '
-        "skip_special_tokens=True))",
-        "```",
-    ]
-
-
-def _training(config: Config, train: dict[str, Any]) -> Lines:
-    section = train.get("config", {}).get("train") or config.model_dump(mode="json")["train"]
-    hyper = train.get("hyperparameters", {})
-    metrics = train.get("metrics", {})
-    rows = [
-        ("base model", f"`{config.model.name}`"),
-        ("method", _method_text(section)),
-        ("epochs / max steps", f"{hyper.get('epochs', '?')} / {section.get('max_steps') or '-'}"),
-        ("optimizer steps", metrics.get("steps")),
-        (
-            "batch",
-            f"{hyper.get('batch_size', '?')} x {hyper.get('grad_accum', '?')} accumulation = "
-            f"{hyper.get('global_batch', '?')} examples per step",
-        ),
-        (
-            "learning rate",
-            f"{hyper.get('learning_rate', '?')}, {section.get('lr_scheduler')} schedule, warmup "
-            f"ratio {section.get('warmup_ratio')}, weight decay {section.get('weight_decay')}",
-        ),
-        ("precision", section.get("precision")),
-        ("trainable parameters", _trainable_text(train)),
-        ("train loss", _pair(metrics.get("first_loss"), metrics.get("final_loss"))),
-        ("eval loss", _num(metrics.get("eval_loss"))),
-        ("seed", train.get("seed", config.seed)),
-    ]
-    return ["## Training", "", *_table(("", ""), rows)]
-
-
 def _method_text(train: dict[str, Any]) -> str:
     method, lora = train.get("method"), train.get("lora") or {}
-    if method in ("lora", "qlora", "dora"):
+    if method in LORA_METHODS:
         targets = lora.get("target_modules")
         targets = ", ".join(targets) if isinstance(targets, list) else targets
         extra = ", rank-stabilised" if lora.get("use_rslora") else ""
@@ -134,7 +90,7 @@ def _method_text(train: dict[str, Any]) -> str:
             f"{method}{base}: r {lora.get('r')}, alpha {lora.get('alpha')}, dropout "
             f"{lora.get('dropout')}, target {targets}{extra}"
         )
-    if method in ("prefix", "prompt"):
+    if method in PROMPT_METHODS:
         return f"{method} tuning, {train.get('num_virtual_tokens')} virtual tokens"
     return str(method)
 
@@ -146,126 +102,65 @@ def _trainable_text(train: dict[str, Any]) -> str:
     return f"{trainable:,} of {total:,} ({trainable / total:.2%})"
 
 
-def _data(run_dir: Path) -> Lines:
-    path = run_dir / "data" / "validation.json"
+def _evaluation(
+    run_dir: Path, trained: dict[str, str]
+) -> tuple[Literal["missing", "stale", "current"], dict[str, Any] | None]:
+    """Whether there is an evaluation of these weights, and its results when there is."""
+    path = eval_metrics(run_dir)
     if not path.is_file():
-        return ["## Data", "", "No data report in the run folder."]
-    report = json.loads(path.read_text(encoding="utf-8"))
-    rows, tokens = report.get("rows", {}), report.get("tokens", {})
-    files = ", ".join(
-        f"`{Path(f['file']).name}` ({f['rows']} rows)" for f in report.get("files", [])
-    )
-    return [
-        "## Data",
-        "",
-        f"Task {report.get('task')}: {rows.get('total')} rows read from {files or '-'}; "
-        f"{rows.get('train')} for training, {rows.get('eval')} held out for evaluation, "
-        f"{rows.get('rejected')} rejected by the data checks. Tokens per example: mean "
-        f"{tokens.get('mean')}, max {tokens.get('max')} ({tokens.get('truncated', 0)} over "
-        f"max_seq_len {tokens.get('max_seq_len')}).",
-    ]
-
-
-def _evaluation(run_dir: Path, trained: dict[str, str]) -> Lines:
-    from tunewright.evaluation.report import format_ci, format_diff, format_p, format_value
-
-    lines = ["## Evaluation", ""]
-    path = run_dir / "eval" / "metrics.json"
-    if not path.is_file():
-        return [*lines, "Not evaluated: run `tunewright eval CONFIG` before exporting."]
+        return "missing", None
     if not _evaluated(run_dir, trained):
-        return [
-            *lines,
-            "The evaluation in the run folder is of an earlier training run; rerun "
-            "`tunewright eval CONFIG` before exporting.",
-        ]
-    results = json.loads(path.read_text(encoding="utf-8"))
-    rows = [
-        (
-            m["metric"],
-            format_value(m["metric"], m.get("base")),
-            format_value(m["metric"], m.get("tuned")),
-            f"{format_diff(m['metric'], m.get('diff'))} "
-            f"({format_ci(m['metric'], m.get('ci_low'), m.get('ci_high'))})",
-            format_p(m.get("p_value")),
-            m.get("verdict"),
-        )
-        for m in results.get("metrics", [])
-    ]
-    head = ("metric", "base", "tuned", "difference (95% CI)", "p", "verdict")
-    return [
-        *lines,
-        f"Against the base model on {results.get('n_examples')} held-out examples, greedy "
-        f"decoding. Verdict on {results.get('primary_metric')}: **{results.get('verdict')}**.",
-        "",
-        *_table(head, rows),
-    ]
+        return "stale", None
+    return "current", json.loads(path.read_text(encoding="utf-8"))
 
 
 def _evaluated(run_dir: Path, trained: dict[str, str]) -> bool:
     """Whether the eval stage's recorded inputs include the current trained weights."""
-    manifest = read_manifest(run_dir / "eval")
+    manifest = read_manifest(stage_dir(run_dir, EVAL))
     if manifest is None:
         return False
     inputs = manifest.get("inputs", {})
     return all(inputs.get(path) == digest for path, digest in trained.items())
 
 
-def _merge(merge: dict[str, Any] | None) -> Lines:
-    if not merge:
-        return []
-    parity = merge["parity"]
-    rows = [
-        (
-            c["against"],
-            f"{c['max_logit_diff']:.2e}",
-            c["tolerance_rule"],
-            f"{c['greedy_same']}/{c['probes']}" + ("" if c["greedy_required"] else " (reported)"),
-            "pass" if c["passed"] else "FAIL",
-        )
-        for c in parity["checks"]
-    ]
-    head = ("merged model vs", "max logit diff", "tolerance", "same greedy replies", "result")
-    return [
-        "## Merge check",
-        "",
-        f"The adapter was merged into the base weights, loaded as {merge['base_loaded_as']}. "
-        f"{parity['probes']} probe prompts ({parity['probe_source']}) were run "
-        f"through the adapter model and the merged model: logits over the prompt tokens and "
-        f"{parity['max_new_tokens']} greedy tokens.",
-        "",
-        *_table(head, rows),
-    ]
+def _config_text(run_dir: Path) -> str:
+    path = resolved_config(run_dir)
+    return path.read_text(encoding="utf-8").rstrip() if path.is_file() else "# not found"
 
 
-def _config_block(run_dir: Path) -> Lines:
-    path = run_dir / "config.yaml"
-    text = path.read_text(encoding="utf-8").rstrip() if path.is_file() else "# not found"
-    return [
-        "## Config",
-        "",
-        "The resolved tunewright config of this run:",
-        "",
-        "```yaml",
-        text,
-        "```",
-    ]
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def _table(head: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Lines:
-    def cells(values: tuple[Any, ...]) -> str:
-        return (
-            "| "
-            + " | ".join(str("-" if v is None else v).replace("|", "\\|") for v in values)
-            + " |"
-        )
-
-    return [cells(head), "|" + "---|" * len(head), *(cells(r) for r in rows)]
+# ---------------------------------------------------------------------------------------------
+# Template
 
 
-def _pair(first: Any, last: Any) -> str:
-    return f"{_num(first)} -> {_num(last)}"
+@functools.cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("tunewright.exporting", "templates"),
+        # Markdown: nothing is HTML-escaped (only .html templates would be).
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(cell=_cell, loss=_loss, filename=lambda path: Path(path).name)
+    env.globals.update(
+        format_value=formatting.format_value,
+        format_diff=formatting.format_diff,
+        format_ci=formatting.format_ci,
+        format_p=formatting.format_p,
+    )
+    return env.get_template(TEMPLATE)
 
 
-def _num(value: Any) -> str:
+def _cell(value: Any) -> str:
+    """A Markdown table cell: None as "-", and `|` escaped so it cannot split the row."""
+    return str("-" if value is None else value).replace("|", "\\|")
+
+
+def _loss(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "-"

@@ -28,9 +28,9 @@ def register(app: typer.Typer) -> None:
 def merge(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Merge the trained adapter into the base weights (checked for parity) into
     <run>/export/merged/."""
-    from tunewright.cli import err, out
     from tunewright.config import load_config
-    from tunewright.export import merge_adapter
+    from tunewright.console import err, out
+    from tunewright.exporting.stage import merge_adapter
 
     cfg = load_config(config, overrides)
     path = merge_adapter(cfg, console=err)
@@ -73,9 +73,9 @@ def export(
     from rich.markup import escape
     from rich.table import Table
 
-    from tunewright.cli import err, out
     from tunewright.config import load_config
-    from tunewright.export import export_model
+    from tunewright.console import err, out
+    from tunewright.exporting.stage import export_model
 
     cfg = load_config(config, overrides)
     result = export_model(cfg, dtype, push, dry_run, console=err)

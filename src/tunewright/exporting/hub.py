@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from tunewright.errors import TunewrightError
+from tunewright.files import safetensors_header
 
 TOKEN_ENV = "HF_TOKEN"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -62,7 +62,7 @@ def check_no_secret(folder: Path, token: str | None) -> None:
         return
     needle = token.encode()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = _safetensors_header(path) if path.suffix == ".safetensors" else path.read_bytes()
+        data = safetensors_header(path) if path.suffix == ".safetensors" else path.read_bytes()
         if needle in data:
             raise TunewrightError(
                 f"the {TOKEN_ENV} value appears in {path.name} of the export; refusing to write "
@@ -92,16 +92,10 @@ def push_folder(folder: Path, repo_id: str, token: str, private: bool, message: 
     return str(getattr(commit, "commit_url", commit))
 
 
-def _safetensors_header(path: Path) -> bytes:
-    with open(path, "rb") as handle:
-        size = struct.unpack("<Q", handle.read(8))[0]
-        return handle.read(size)
-
-
 def safetensors_dtypes(folder: Path) -> set[str]:
     """The tensor dtypes (`F32`, `F16`, `BF16`, ...) stored in a folder's safetensors files."""
     dtypes: set[str] = set()
     for path in folder.glob("*.safetensors"):
-        header = json.loads(_safetensors_header(path))
+        header = json.loads(safetensors_header(path))
         dtypes.update(v["dtype"] for k, v in header.items() if k != "__metadata__")
     return dtypes

@@ -36,7 +36,7 @@ class MergeUnsupportedError(TunewrightError):
 def check_mergeable(config: Config) -> None:
     """Fail before any loading when the method's adapters cannot be merged. (Anything else
     PEFT refuses is caught at the merge itself, by `merge_weights`.)"""
-    from tunewright.training.model_setup import PROMPT_METHODS
+    from tunewright.methods import PROMPT_METHODS
 
     method = config.train.method
     if method in PROMPT_METHODS:
@@ -117,7 +117,8 @@ def load_merge_base(config: Config, base_dir: Path) -> Any:
     """The base weights to merge into: the original weights in float32, for every method.
 
     For QLoRA this is deliberately not the NF4 model it trained on: merging into NF4 weights
-    re-quantises them and loses most of the adapter (see MEASURED.md, "Quantised bases")."""
+    re-quantises them and loses most of the adapter (measured on the embedded model: logits moved
+    by up to 0.25 against about 1e-7 for a float32 merge)."""
     from tunewright.models import load_causal_lm
 
     return load_causal_lm(base_dir, MERGE_DTYPE)

@@ -97,12 +97,13 @@ class Check:
 def probe_set(run_dir: Path) -> Probes:
     """The first held-out examples of the run (the prompts the model was tuned for), topped up
     with built-in general prompts to `PROBE_COUNT`."""
-    from tunewright.data.records import read_jsonl
-    from tunewright.evaluate import prompt, reference
+    from tunewright.data.records import expected_answer, prompt_messages
+    from tunewright.files import read_jsonl
+    from tunewright.runs import data_split
 
-    path = run_dir / "data" / "eval.jsonl"
+    path = data_split(run_dir, "eval")
     records = read_jsonl(path) if path.is_file() else []
-    held_out = [prompt(r) for r in records if reference(r) is not None][:PROBE_COUNT]
+    held_out = [prompt_messages(r) for r in records if expected_answer(r) is not None][:PROBE_COUNT]
     builtin = [[{"role": "user", "content": t}] for t in BUILTIN_PROMPTS]
     builtin = builtin[: PROBE_COUNT - len(held_out)]
     source = (

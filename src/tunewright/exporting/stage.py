@@ -23,13 +23,23 @@ from typing import Any
 
 from rich.console import Console
 
+from tunewright import runs
 from tunewright.config import Config
 from tunewright.errors import TunewrightError
 from tunewright.exporting.hub import UploadFile
-from tunewright.runs import MANIFEST, atomic_dir, atomic_write_json, read_manifest, stage_run
+from tunewright.files import atomic_dir, atomic_write_json
+from tunewright.runs import (
+    EXPORT,
+    MANIFEST,
+    MERGED,
+    TRAIN,
+    merged_dir,
+    read_manifest,
+    stage_dir,
+    stage_run,
+)
 
-STAGE = "export"
-MERGED = "merged"
+STAGE = EXPORT
 # Our short names (the CLI's --dtype) -> torch dtype names (`export.dtype` in the config).
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -60,7 +70,7 @@ def merge_adapter(config: Config, *, console: Console | None = None) -> Path:
         console.print(f"[bold]merge[/bold]: full fine-tuning, nothing to merge: {trained}")
         return trained
     carried = _previous(config, hash_inputs([trained])).get("exports", {})
-    target = config.run_dir / STAGE / MERGED
+    target = merged_dir(config)
     with stage_run(config, STAGE, inputs=[trained]) as run:
         # The manifest is gone from here on: an older merged folder must not outlive it if this
         # merge fails its check, or it would look like this adapter's merge.
@@ -89,7 +99,8 @@ def export_model(
     and push it to `push_to` (default `export.push_to_hub`) unless `dry_run`."""
     from tunewright.exporting.card import model_card
     from tunewright.exporting.hub import check_no_secret, hub_token, push_folder, upload_listing
-    from tunewright.runs import atomic_write_text, hash_inputs
+    from tunewright.files import atomic_write_text
+    from tunewright.runs import hash_inputs
 
     console = console or Console(stderr=True)
     short = dtype_name(dtype or config.export.dtype)
@@ -141,7 +152,7 @@ def trained_output(config: Config) -> Path:
             "weights to merge or export",
             hint="Use the model through the OpenAI API under the name the job reported.",
         )
-    train_dir = config.run_dir / "train"
+    train_dir = stage_dir(config, TRAIN)
     manifest = read_manifest(train_dir)
     if manifest is None:
         raise TunewrightError(
@@ -154,12 +165,12 @@ def trained_output(config: Config) -> Path:
             hint=f"Load it from {train_dir / 'adapter'} with peft, or serve it as trained.",
         )
     _check_trained_with(config, manifest)
-    for name in ("model", "adapter"):
-        if name in manifest.get("outputs", []) and (train_dir / name).is_dir():
-            return train_dir / name
-    raise TunewrightError(
-        f"{train_dir} has no adapter/ or model/ folder", hint="Run `tunewright train CONFIG`."
-    )
+    trained = runs.trained_output(config)
+    if trained is None:
+        raise TunewrightError(
+            f"{train_dir} has no adapter/ or model/ folder", hint="Run `tunewright train CONFIG`."
+        )
+    return trained
 
 
 def _check_trained_with(config: Config, manifest: dict[str, Any]) -> None:
@@ -184,15 +195,15 @@ def _check_trained_with(config: Config, manifest: dict[str, Any]) -> None:
 def _previous(config: Config, hashes: dict[str, str]) -> dict[str, Any]:
     """`merge` and `exports` of the stage manifest, when it was made from these trained files
     and its folders still exist; else nothing."""
-    manifest = read_manifest(config.run_dir / STAGE)
+    folder = stage_dir(config, STAGE)
+    manifest = read_manifest(folder)
     if manifest is None or manifest.get("inputs") != hashes:
         return {}
-    stage_dir = config.run_dir / STAGE
-    merge = manifest.get("merge") if (stage_dir / MERGED).is_dir() else None
+    merge = manifest.get("merge") if merged_dir(config).is_dir() else None
     exports = {
         short: record
         for short, record in (manifest.get("exports") or {}).items()
-        if (stage_dir / record["folder"]).is_dir()
+        if (folder / record["folder"]).is_dir()
     }
     return {"merge": merge, "exports": exports}
 
@@ -200,7 +211,7 @@ def _previous(config: Config, hashes: dict[str, str]) -> dict[str, Any]:
 def _merged(config: Config, hashes: dict[str, str], console: Console) -> Path:
     """The merged folder for the current adapter, merging first when it is missing or stale."""
     if _previous(config, hashes).get("merge"):
-        return config.run_dir / STAGE / MERGED
+        return merged_dir(config)
     console.print("[bold]export[/bold]: no merged model for the current adapter yet, merging first")
     return merge_adapter(config, console=console)
 
@@ -267,7 +278,7 @@ def _keep_exports(run: Any, exports: dict[str, Any]) -> None:
 
 
 def _record_push(config: Config, short: str, repo_id: str, commit_url: str) -> None:
-    path = config.run_dir / STAGE / MANIFEST
+    path = stage_dir(config, STAGE) / MANIFEST
     manifest = read_manifest(path.parent)
     if manifest is None:  # the stage closed just before; a missing manifest is a bug
         raise RuntimeError(f"{path} vanished after the export")

@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tunewright.config.openai_section import DEFAULT_MODEL
 from tunewright.data import checks as data_checks
 from tunewright.data.normalize import RowError, normalize_row
 from tunewright.data.records import Record, make_record
 from tunewright.openai_ft import tokens
 from tunewright.openai_ft.rows import Kind, row_problems, single_answer
-from tunewright.openai_ft.settings import DEFAULT_MODEL
 
 Severity = Literal["error", "warning"]
 

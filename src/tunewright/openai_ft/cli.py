@@ -8,7 +8,6 @@ traceback). Imports of the backend happen inside the commands so `--help` stays 
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,17 +17,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tunewright.console import ConfigArg, err, out
 from tunewright.errors import InputFileError, TunewrightError
-
-# Same settings as cli.py: wide output when not a terminal, errors and progress on stderr.
-out = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, soft_wrap=True)
 
 openai_app = typer.Typer(
     help="OpenAI fine-tuning (train.backend: openai): check, submit, follow, cancel.",
     no_args_is_help=True,
 )
-ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
 JobArg = Annotated[
     str | None,
     typer.Argument(help="Job id (default: the run's last submitted job).", show_default=False),

@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from tunewright.config.openai_section import OpenAISection
 from tunewright.errors import TunewrightError
-from tunewright.openai_ft.settings import OpenAISection
 
 OPENAI_URL = "https://api.openai.com/v1"
 

@@ -7,14 +7,13 @@ chosen and rejected answers in OpenAI's preference shape.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from tunewright.data.export import export_records
 from tunewright.data.normalize import RowError
 from tunewright.data.records import Record, location
-from tunewright.runs import atomic_write_text
+from tunewright.files import write_jsonl
 
 Method = Literal["supervised", "dpo"]
 
@@ -30,7 +29,7 @@ def write_openai_file(records: list[Record], method: Method, target: Path) -> li
             rows.append(to_dpo(record))
         except RowError as exc:
             skipped.append({"source": location(record), "reason": str(exc)})
-    atomic_write_text(target, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_jsonl(target, rows)
     return skipped
 
 

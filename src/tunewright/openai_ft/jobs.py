@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunewright import runs
 from tunewright.config import Config
 from tunewright.errors import TunewrightError
-from tunewright.runs import MANIFEST, atomic_write_bytes, atomic_write_json, read_manifest
+from tunewright.files import append_jsonl, atomic_write_bytes, atomic_write_json, read_jsonl
+from tunewright.runs import MANIFEST, OPENAI, read_manifest
 
-STAGE = "openai"
+STAGE = OPENAI
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 JOB_OUTPUTS = ("job.json", "events.jsonl", "checkpoints.json", "results")
 MAX_POLL_FAILURES = 5  # consecutive failed polls before following gives up
@@ -51,7 +53,7 @@ class Update:
 
 
 def stage_dir(config: Config) -> Path:
-    return config.run_dir / STAGE
+    return runs.stage_dir(config, STAGE)
 
 
 def last_job_id(config: Config) -> str:
@@ -97,7 +99,10 @@ class JobTracker:
         self.client = client
         self.job_id = job_id
         self.folder = folder
-        self.events: list[dict[str, Any]] = _read_jsonl(folder / "events.jsonl") if folder else []
+        events = folder / "events.jsonl" if folder else None
+        self.events: list[dict[str, Any]] = (
+            read_jsonl(events) if events and events.is_file() else []
+        )
         saved = _read_json(folder / "checkpoints.json") if folder else None
         self.checkpoints: list[dict[str, Any]] = saved or []
         self.status: str | None = None
@@ -126,8 +131,7 @@ class JobTracker:
         new.reverse()
         self.events += new
         if new and self.folder is not None:
-            with open(self.folder / "events.jsonl", "a", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in new)
+            append_jsonl(self.folder / "events.jsonl", new)
         return new
 
     def _new_checkpoints(self) -> list[dict[str, Any]]:
@@ -247,10 +251,3 @@ def _step(checkpoint: dict[str, Any]) -> int:
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]

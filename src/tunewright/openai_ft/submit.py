@@ -14,13 +14,14 @@ from typing import Any
 from rich.console import Console
 
 from tunewright.config import Config
-from tunewright.data.records import Record, read_jsonl
+from tunewright.config.openai_section import OpenAISection
+from tunewright.data.records import Record
 from tunewright.errors import TunewrightError
+from tunewright.files import atomic_write_json, read_jsonl
 from tunewright.openai_ft import check, jobs
 from tunewright.openai_ft.client import api_errors, make_client
 from tunewright.openai_ft.convert import write_openai_file
-from tunewright.openai_ft.settings import OpenAISection
-from tunewright.runs import atomic_write_json, stage_run
+from tunewright.runs import stage_run
 
 
 class OpenAIDataError(TunewrightError):

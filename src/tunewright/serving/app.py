@@ -24,16 +24,16 @@ from starlette.exceptions import HTTPException
 from tunewright import __version__
 from tunewright.chat import ChatTemplateError, prompt_ids
 from tunewright.generate import Decoding
-from tunewright.monitor import prompt_words
+from tunewright.request_log import RequestRecord
 from tunewright.serving import errors
 from tunewright.serving.errors import APIError, bad_request
+from tunewright.serving.monitor import prompt_words
 from tunewright.serving.observe import (
     AuthMiddleware,
     BodyLimitMiddleware,
     Metrics,
     RecordMiddleware,
     RequestLog,
-    RequestRecord,
 )
 from tunewright.serving.pool import Entry, ModelPool
 from tunewright.serving.schemas import (

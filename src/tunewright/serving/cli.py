@@ -5,19 +5,15 @@ Same patterns as cli.py: heavy imports inside the commands, user errors as Tunew
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from tunewright.console import err
+from tunewright.console import out as stdout
 from tunewright.errors import TunewrightError
-
-# Not a terminal (pipes, CI logs): print wide instead of wrapping at 80 columns, as cli.py does.
-_out = Console(width=None if sys.stdout.isatty() else 120)
-_err = Console(stderr=True, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -57,13 +53,13 @@ def serve(
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (chat, completions, models, metrics)."""
     from tunewright.config import ServeSection, load_config
-    from tunewright.serve import (
+    from tunewright.serving.stage import (
         default_log_path,
         serve_settings,
         target_from_args,
         target_from_config,
     )
-    from tunewright.serve import serve as run_server
+    from tunewright.serving.stage import serve as run_server
 
     if config is None and model is None:
         raise TunewrightError(
@@ -82,7 +78,7 @@ def serve(
         host or section.host,
         port if port is not None else section.port,
         log or default_log_path(cfg),
-        console=_err,
+        console=err,
     )
 
 
@@ -101,8 +97,8 @@ def monitor(
     ] = None,
 ) -> None:
     """Latency percentiles, errors, tokens/s, traffic and input drift from a request log."""
-    from tunewright.monitor import monitor_log
+    from tunewright.serving.monitor import monitor_log
 
     result = monitor_log(logfile, data, out)
-    _out.print(escape(result.text), highlight=False, soft_wrap=True)
-    _out.print(f"wrote {result.summary_path} and {result.plot_path}")
+    stdout.print(escape(result.text), highlight=False, soft_wrap=True)
+    stdout.print(f"wrote {result.summary_path} and {result.plot_path}")

@@ -15,15 +15,15 @@ than chance.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tunewright.errors import InputFileError, TunewrightError
+from tunewright.request_log import read_request_log
 
 # PSI bands as commonly read: under 0.1 stable, 0.1-0.25 a moderate shift, above 0.25 a major one.
 PSI_MODERATE = 0.1
@@ -101,7 +101,7 @@ def monitor_log(
 
     `data_path` defaults to the run's prepared train.jsonl when the log sits in `<run>/serve/`.
     """
-    from tunewright.runs import atomic_write_text
+    from tunewright.files import atomic_write_text
 
     records, unreadable = read_log(log_path)
     data_path = data_path or _default_training_data(log_path)
@@ -123,22 +123,9 @@ def read_log(path: Path) -> tuple[list[dict[str, Any]], int]:
             f"request log not found: {path}",
             hint="`tunewright serve` writes it to <run>/serve/requests.jsonl (or --log PATH).",
         )
-    records, unreadable = [], 0
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                moment = datetime.fromisoformat(record["time"])
-                # serve writes UTC with its offset; a log without one is read as UTC too
-                record["_time"] = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-                records.append(record)
-            except (ValueError, KeyError, TypeError):  # a torn last line, or not our log
-                unreadable += 1
+    records, unreadable = read_request_log(path)
     if not records:
         raise TunewrightError(f"{path} holds no request records", hint="Send the server requests.")
-    records.sort(key=lambda r: r["_time"])
     return records, unreadable
 
 
@@ -425,5 +412,7 @@ def _verdict(
 
 def _default_training_data(log_path: Path) -> Path | None:
     """`<run>/data/train.jsonl` for a log at `<run>/serve/requests.jsonl`, if it exists."""
-    candidate = log_path.resolve().parent.parent / "data" / "train.jsonl"
+    from tunewright.runs import data_split, run_of_request_log
+
+    candidate = data_split(run_of_request_log(log_path), "train")
     return candidate if candidate.is_file() else None

@@ -11,14 +11,10 @@ they would swamp the latency figures `tunewright monitor` reports.
 from __future__ import annotations
 
 import hmac
-import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -32,47 +28,14 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tunewright.files import append_jsonl
+from tunewright.request_log import RequestRecord
 from tunewright.serving.errors import APIError
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models")
 UNRECORDED = ("/health", "/metrics")
 # Generation on a CPU takes seconds: buckets reach 2 minutes.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
-
-
-@dataclass
-class RequestRecord:
-    """One request as the log and the metrics see it; routes fill in what they learn."""
-
-    request_id: str
-    endpoint: str
-    started: float  # unix time
-    model: str | None = None  # as requested
-    served: bool = False  # the model exists here (only then is it a metrics label)
-    status: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    prompt_words: int | None = None  # whitespace words of the prompt text, for drift checks
-    error: str | None = None
-    prompt: Any = None  # content: written only with serve.log_content
-    output: Any = None
-
-    def log_line(self, latency_s: float, with_content: bool) -> dict[str, Any]:
-        line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
-            "request_id": self.request_id,
-            "endpoint": self.endpoint,
-            "model": self.model,
-            "status": self.status,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "prompt_words": self.prompt_words,
-            "latency_s": round(latency_s, 4),
-            "error": self.error,
-        }
-        if with_content:
-            line.update(prompt=self.prompt, output=self.output)
-        return line
 
 
 class RequestLog:
@@ -88,9 +51,9 @@ class RequestLog:
     def write(self, record: RequestRecord, latency_s: float) -> None:
         if self.path is None:
             return
-        text = json.dumps(record.log_line(latency_s, self.with_content), ensure_ascii=False)
-        with self._lock, open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        line = record.log_line(latency_s, self.with_content)
+        with self._lock:
+            append_jsonl(self.path, [line])
 
 
 class Metrics:

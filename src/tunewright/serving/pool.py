@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunewright.device import detect_device
 from tunewright.generate import stop_token_ids
 from tunewright.serving.errors import APIError
 
@@ -86,8 +87,6 @@ class ModelPool:
 def load_pool(target: ServeTarget) -> ModelPool:
     import time
 
-    import torch
-
     from tunewright.models import load_causal_lm, load_tokenizer
 
     model = load_causal_lm(target.base, target.dtype)
@@ -101,7 +100,7 @@ def load_pool(target: ServeTarget) -> ModelPool:
         model = _attach_adapter(model, spec.path, name)
         tokenizer = load_tokenizer(spec.path) if _has_tokenizer(spec.path) else base_tokenizer
         entries.append(_entry(spec.model_id, name, tokenizer, context))
-    if torch.cuda.is_available():
+    if detect_device() == "cuda":
         model = model.to("cuda")
     return ModelPool(model.eval(), entries, created=int(time.time()))
 

@@ -19,12 +19,18 @@ from rich.console import Console
 from tunewright.config import Config, ServeSection
 from tunewright.errors import TunewrightError
 from tunewright.models import EMBEDDED
-from tunewright.runs import read_manifest
+from tunewright.runs import (
+    ADAPTER,
+    REQUEST_LOG,
+    merged_dir,
+    request_log,
+    run_of_adapter,
+    trained_output,
+)
 from tunewright.serving.app import ServeSettings
 from tunewright.serving.pool import AdapterSpec, ServeTarget
 
 API_KEYS_ENV = "TUNEWRIGHT_API_KEYS"
-LOG_NAME = "requests.jsonl"
 
 
 def serve(
@@ -58,21 +64,20 @@ def target_from_config(config: Config, adapters: list[str] | None = None) -> Ser
     (served as the base's id and the run name), else `train/model`."""
     from tunewright.models import resolve_model
 
-    run = config.run_dir
     extra = tuple(adapter_spec(text) for text in adapters or [])
     dtype = config.model.dtype
-    merged = run / "export" / "merged"
+    merged = merged_dir(config)
     if (merged / "config.json").is_file():
         return _checked(ServeTarget(merged, config.name, extra, dtype))
-    train = run / "train"
-    if read_manifest(train) is not None and (train / "adapter").is_dir():
+    trained = trained_output(config)
+    if trained is not None and trained.name == ADAPTER:
         base = resolve_model(config.model.name)
-        tuned = AdapterSpec(config.name, train / "adapter")
+        tuned = AdapterSpec(config.name, trained)
         return _checked(ServeTarget(base, model_id(config.model.name), (tuned, *extra), dtype))
-    if read_manifest(train) is not None and (train / "model").is_dir():
-        return _checked(ServeTarget(train / "model", config.name, extra, dtype))
+    if trained is not None:
+        return _checked(ServeTarget(trained, config.name, extra, dtype))
     raise TunewrightError(
-        f"nothing to serve in {run}: no export/merged, train/adapter or train/model",
+        f"nothing to serve in {config.run_dir}: no export/merged, train/adapter or train/model",
         hint="Train first (`tunewright run CONFIG`), or serve a model as it is: "
         f"`tunewright serve --model {config.model.name}`.",
     )
@@ -99,8 +104,8 @@ def adapter_spec(text: str) -> AdapterSpec:
             hint="Point it at <run>/train/adapter or a folder written by PEFT's save_pretrained.",
         )
     if not name:
-        tunewright_layout = folder.name == "adapter" and folder.parent.name == "train"
-        name = folder.parent.parent.name if tunewright_layout else folder.name
+        run = run_of_adapter(folder)
+        name = run.name if run is not None else folder.name
     return AdapterSpec(name, folder)
 
 
@@ -120,14 +125,13 @@ def serve_settings(section: ServeSection) -> ServeSettings:
         max_prompt_tokens=section.max_prompt_tokens,
         max_tokens=section.max_tokens,
         log_content=section.log_content,
-        # Not config fields yet; the defaults are what was measured (see bench/serve_load.py).
         batch_size=section.batch_size,
         max_body_bytes=section.max_body_bytes,
     )
 
 
 def default_log_path(config: Config | None) -> Path:
-    return config.run_dir / "serve" / LOG_NAME if config else Path(LOG_NAME).resolve()
+    return request_log(config) if config else Path(REQUEST_LOG).resolve()
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tunewright.config import Config
+from tunewright.device import detect_device
 from tunewright.training.defaults import Hyper
 
 
@@ -59,7 +60,7 @@ def training_arguments(
         run_name=config.name,
         bf16=dtype == torch.bfloat16,
         fp16=dtype == torch.float16,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=detect_device() != "cuda",  # Apple GPUs (mps) train on the CPU too
         seed=config.seed,
         data_seed=config.seed,
         disable_tqdm=True,  # our own progress bar shows tokens/s too

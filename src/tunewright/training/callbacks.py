@@ -3,7 +3,6 @@ checkpoint completion marks."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import TrainerCallback
 
-from tunewright.runs import atomic_write_json
+from tunewright.files import append_jsonl, atomic_write_json
 
 COMPLETE_MARK = "tunewright-complete.json"
 
@@ -109,8 +108,7 @@ class MetricsLogCallback(TrainerCallback):
             if elapsed > 0
             else None,
         }
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, default=_plain) + "\n")
+        append_jsonl(self.path, [entry], default=_plain)
 
 
 def _plain(value: Any) -> Any:

@@ -17,15 +17,16 @@ def build_causal_job(
 ) -> Any:
     """The causal-LM `Job`; fails first when the chat template cannot separate the turns."""
     from tunewright.chat import verify_loss_mask
+    from tunewright.methods import PROMPT_METHODS
     from tunewright.models import count_parameters
-    from tunewright.train import Job
     from tunewright.training.features import (
         PackedCollator,
         PaddedCollator,
         causal_features,
         count_loss_tokens,
     )
-    from tunewright.training.model_setup import PROMPT_METHODS, load_base_for_training, wrap_model
+    from tunewright.training.job import Job
+    from tunewright.training.model_setup import load_base_for_training, wrap_model
     from tunewright.training.trainer import EngineTrainer, SelectiveLossTrainer
 
     if not config.train.train_on_prompt:

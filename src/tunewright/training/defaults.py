@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tunewright.config import TrainSection
+from tunewright.methods import PROMPT_METHODS
 
 # (largest parameter count in the band, batch per device, accumulation, LoRA lr, epochs)
 SIZE_TABLE = (
@@ -48,7 +49,7 @@ def resolve_hyper(train: TrainSection, n_params: int, n_examples: int, processes
     _, batch, accum, lr, epochs = next(row for row in SIZE_TABLE if n_params <= row[0])
     if train.method == "full":
         lr *= FULL_LR_FACTOR
-    elif train.method in ("prefix", "prompt"):
+    elif train.method in PROMPT_METHODS:
         lr = PROMPT_LR
     if n_examples < 500:
         epochs = min(epochs + 2, 5)

@@ -1,39 +1,30 @@
-"""Several processes, one run: the `train --nproc` launcher and what each process needs to know.
+"""Several processes, one run: what each process needs to know about the others.
 
-The launcher validates the config, runs the data stage once, then starts the same
-`tunewright train` command under torchrun (`python -m torch.distributed.run`) and forwards its
-exit code. Started any other way (plain torchrun, `accelerate launch`), a process finds its place
-from the WORLD_SIZE / RANK / LOCAL_RANK variables those launchers set.
-
-Inside the processes, rank 0 alone writes the run folder (data stage, manifest, logs, final
-weights); `run_on_main` lets it do a step while the others wait for its result, or for word
-that it failed, instead of waiting out the collective timeout.
+A process finds its place from the WORLD_SIZE / RANK / LOCAL_RANK variables that torchrun,
+`accelerate launch` or our own launcher (`training.launcher`) set. Rank 0 alone writes the run
+folder (data stage, manifest, logs, final weights); `run_on_main` lets it do a step while the
+others wait for its result, or for word that it failed, instead of waiting out the collective
+timeout.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tunewright.device import detect_device
 from tunewright.errors import TunewrightError
 
 if TYPE_CHECKING:
-    from tunewright.config import Config
+    pass
 
 T = TypeVar("T")
 # The same default as TrainingArguments.ddp_timeout: how long a collective may wait for a peer.
 COLLECTIVE_TIMEOUT = timedelta(seconds=1800)
-
-
-class LaunchError(TunewrightError):
-    """The requested process layout cannot be started."""
 
 
 class PeerFailedError(TunewrightError):
@@ -79,7 +70,7 @@ def init_distributed() -> DistContext:
     import torch.distributed as dist
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    if detect_device() == "cuda":
         torch.cuda.set_device(local_rank)  # nccl collectives run on this process's own GPU
         backend = "nccl"
     else:
@@ -96,6 +87,18 @@ def init_distributed() -> DistContext:
     if not context.is_main:
         _quiet_replica()
     return context
+
+
+def leave_distributed(context: DistContext) -> None:
+    """Leave the process group before the interpreter exits. Left to the interpreter's exit,
+    gloo's worker threads can be torn down mid-flight and abort the process ("terminate called
+    without an active exception") after a run that succeeded."""
+    if not context.distributed:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _quiet_replica() -> None:
@@ -147,113 +150,3 @@ def gather(context: DistContext, value: T) -> list[T]:
     values: list[Any] = [None] * context.world_size
     dist.all_gather_object(values, value)
     return values
-
-
-# ---------------------------------------------------------------------------------------------
-# The launcher
-
-
-@dataclass(frozen=True)
-class Topology:
-    """Processes per machine and, for several machines, how they find rank 0's machine."""
-
-    nproc: int = 1
-    nnodes: int = 1
-    node_rank: int = 0
-    master_addr: str | None = None
-    master_port: int | None = None
-
-    def problems(self) -> list[str]:
-        found = []
-        if self.nproc < 1:
-            found.append(f"--nproc must be >= 1 (got {self.nproc})")
-        if self.nnodes < 1:
-            found.append(f"--nnodes must be >= 1 (got {self.nnodes})")
-        if not 0 <= self.node_rank < self.nnodes:
-            found.append(f"--node-rank must be in 0..{self.nnodes - 1} (got {self.node_rank})")
-        if self.nnodes > 1 and not self.master_addr:
-            found.append("--master-addr is needed with several machines (rank 0's hostname or IP)")
-        return found
-
-
-def torchrun_command(topology: Topology, tunewright_args: list[str]) -> list[str]:
-    """`python -m torch.distributed.run ... -m tunewright <args>`."""
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={topology.nproc}"]
-    if topology.nnodes == 1 and topology.master_addr is None and topology.master_port is None:
-        # A private rendezvous on a free local port: two runs on one machine cannot collide.
-        command.append("--standalone")
-    else:
-        command += [
-            f"--nnodes={topology.nnodes}",
-            f"--node-rank={topology.node_rank}",
-            f"--master-addr={topology.master_addr or '127.0.0.1'}",
-            f"--master-port={topology.master_port or 29500}",
-        ]
-    return [*command, "-m", "tunewright", *tunewright_args]
-
-
-def train_arguments(
-    config_path: Path, overrides: list[str], resume: bool, verbose: bool
-) -> list[str]:
-    """The `tunewright train` command line each process runs."""
-    return [
-        *(["--verbose"] if verbose else []),
-        "train",
-        str(config_path),
-        *overrides,
-        *(["--resume"] if resume else []),
-    ]
-
-
-def launch_training(
-    config: Config, topology: Topology, tunewright_args: list[str], console: Any
-) -> int:
-    """Check what can be checked once, run the data stage once (one machine; with several,
-    global rank 0 does it), then start the processes and return torchrun's exit code."""
-    from tunewright.data.prepare import ensure_prepared
-    from tunewright.training.engines import check_engine
-
-    _check_topology(topology)
-    if topology.nproc * topology.nnodes > 1:
-        check_engine(config)
-    if topology.nnodes == 1:
-        ensure_prepared(config, console)
-    return launch(topology, tunewright_args, console)
-
-
-def _check_topology(topology: Topology) -> None:
-    if "WORLD_SIZE" in os.environ:
-        raise LaunchError(
-            "--nproc was given inside an already distributed launch (WORLD_SIZE is set)",
-            hint="Drop --nproc when starting tunewright through torchrun or accelerate launch.",
-        )
-    problems = topology.problems()
-    if problems:
-        raise LaunchError("; ".join(problems))
-
-
-def launch(topology: Topology, tunewright_args: list[str], console: Any) -> int:
-    """Start torchrun in a subprocess and return its exit code."""
-    _check_topology(topology)
-    command = torchrun_command(topology, tunewright_args)
-    console.print(
-        f"[bold]launch[/bold]: {topology.nproc} process(es) per machine x {topology.nnodes} "
-        f"machine(s): {' '.join(command[1:])}"
-    )
-    child = subprocess.Popen(command, env=_child_env(topology))
-    try:
-        return child.wait()
-    except KeyboardInterrupt:
-        # Ctrl-C reached torchrun too (same process group); it stops the workers itself.
-        child.wait()
-        return 130
-
-
-def _child_env(topology: Topology) -> dict[str, str]:
-    env = dict(os.environ)
-    if "OMP_NUM_THREADS" not in env:
-        # Share this machine's cores between its processes instead of oversubscribing them
-        # (torchrun would otherwise pick 1 thread each and say so).
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        env["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // topology.nproc))
-    return env

@@ -17,8 +17,8 @@ def build_encoder_job(
     from transformers import DataCollatorWithPadding
 
     from tunewright.models import count_parameters
-    from tunewright.train import Job
     from tunewright.training.features import classification_features
+    from tunewright.training.job import Job
     from tunewright.training.model_setup import load_base_for_training, wrap_model
     from tunewright.training.trainer import EngineTrainer
 

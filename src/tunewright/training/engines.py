@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunewright.config import Config
-from tunewright.distributed import DistContext, gather
+from tunewright.device import detect_device
 from tunewright.errors import ConfigError, TunewrightError
+from tunewright.training.distributed import DistContext, gather
 
 # `sharding` -> FSDP2 `reshard_after_forward`: free the gathered parameters after each layer's
 # forward (full_shard), or keep them until its backward (shard_grad_op, ZeRO-2-like).
@@ -58,9 +59,7 @@ def plan_engine(config: Config, context: DistContext) -> EnginePlan:
     if requested == "fsdp" and sharding == "no_shard":
         return EnginePlan(requested, "ddp", "fsdp no_shard replicates everything, i.e. DDP")
     if requested == "fsdp" and sharding == "hybrid_shard" and context.nnodes > 1:
-        import torch
-
-        if torch.cuda.is_available():
+        if detect_device() == "cuda":
             return EnginePlan(requested, requested, hybrid=True)
         # accelerate builds the 2-D (replicate x shard) mesh for accelerator devices only.
         note = "hybrid_shard needs GPUs; on CPU it shards over all processes (full_shard)"
@@ -115,14 +114,13 @@ def engine_arguments(
 
 def fsdp_settings(config: Config, model: Any) -> dict[str, Any]:
     """TrainingArguments `fsdp_config`: FSDP2, one unit per decoder layer plus the root."""
-    import torch
 
     fsdp = config.train.fsdp
     return {
         "version": 2,
         "reshard_after_forward": RESHARD_AFTER_FORWARD[fsdp.sharding],
         # Offloading moves shards from GPU to CPU memory; on the CPU there is nowhere to go.
-        "cpu_offload": fsdp.cpu_offload and torch.cuda.is_available(),
+        "cpu_offload": fsdp.cpu_offload and detect_device() == "cuda",
         # Each rank writes its own shard into checkpoints; the final weights are consolidated.
         "state_dict_type": "SHARDED_STATE_DICT",
         "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",

@@ -10,9 +10,9 @@ import importlib.util
 from typing import Any
 
 from tunewright.config import Config
+from tunewright.device import auto_dtype
 from tunewright.errors import TunewrightError
-
-PROMPT_METHODS = ("prefix", "prompt")
+from tunewright.methods import LORA_METHODS
 
 
 class MethodUnavailableError(TunewrightError):
@@ -40,8 +40,7 @@ def compute_dtype(config: Config) -> Any:
 
     precision = config.train.precision
     if precision == "auto":
-        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else torch.float32
+        return auto_dtype()
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -85,7 +84,7 @@ def peft_config(config: Config, task_type: str) -> Any | None:
     method = train.method
     if method == "full":
         return None
-    if method in ("lora", "qlora", "dora"):
+    if method in LORA_METHODS:
         return LoraConfig(
             task_type=task_type,
             r=lora.r,

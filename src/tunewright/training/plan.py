@@ -39,6 +39,7 @@ from typing import Any
 from rich.console import Console
 
 from tunewright.config import Config
+from tunewright.device import detect_device
 from tunewright.errors import TunewrightError
 
 ACTIVATION_VALUES = 42  # hidden-size values kept per token per layer (calibrated, see above)
@@ -192,9 +193,9 @@ def _base_name(peft_name: str) -> str:
 
 def token_counts(config: Config, tokenizer: Any, data_dir: Path, hyper: Any) -> Tokens:
     """Rendered lengths of the prepared examples, through the same code training uses."""
-    from tunewright.data.records import read_jsonl
+    from tunewright.files import read_jsonl
+    from tunewright.methods import PROMPT_METHODS
     from tunewright.training.features import causal_features
-    from tunewright.training.model_setup import PROMPT_METHODS
 
     max_len, on_prompt = config.data.max_seq_len, config.train.train_on_prompt
     train = causal_features(tokenizer, read_jsonl(data_dir / "train.jsonl"), max_len, on_prompt)
@@ -280,9 +281,8 @@ def _split_for_engine(
 
 
 def _device_name() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    # The Trainer uses a CUDA GPU or else the CPU, Apple GPUs included (args.py: use_cpu).
+    return "cuda" if detect_device() == "cuda" else "cpu"
 
 
 def _runtime_bytes(device: str) -> float:
@@ -316,8 +316,8 @@ def measure_throughput(config: Config, console: Console) -> tuple[float, float]:
     batches of the training data, and this process's peak RSS afterwards (bytes)."""
     import torch
 
-    from tunewright.train import build_job, peak_rss_mb
     from tunewright.training.defaults import resolve_hyper
+    from tunewright.training.stage import build_job, peak_rss_mb
 
     job = build_job(config, console)
     hyper = resolve_hyper(config.train, job.n_params, len(job.train_features))

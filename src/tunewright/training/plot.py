@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from tunewright.runs import atomic_write_bytes
+from tunewright.files import atomic_write_bytes, read_jsonl
 
 
 def read_metrics(path: Path) -> list[dict]:
     if not path.is_file():
         return []
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    return read_jsonl(path)
 
 
 def loss_curves(entries: list[dict]) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:

@@ -15,19 +15,30 @@ import json
 import resource
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from tunewright.config import Config
-from tunewright.data.records import Record, read_jsonl
-from tunewright.distributed import DistContext, gather, run_on_main
+from tunewright.data.records import Record
+from tunewright.device import detect_device
 from tunewright.errors import TunewrightError
-from tunewright.runs import StageRun, atomic_dir, stage_run
+from tunewright.files import atomic_dir, read_jsonl, write_jsonl
+from tunewright.runs import (
+    ADAPTER,
+    FULL_MODEL,
+    TRAIN,
+    StageRun,
+    data_split,
+    stage_dir,
+    stage_run,
+)
+from tunewright.training.distributed import DistContext, gather, run_on_main
+from tunewright.training.job import Job
 
-STAGE = "train"
+STAGE = TRAIN
 
 
 class TrainingDivergedError(TunewrightError):
@@ -45,15 +56,18 @@ def train_model(
     config: Config, *, resume: bool = False, console: Console | None = None
 ) -> TrainResult:
     """Fine-tune `config.model` on the run's prepared data; see the module docstring."""
-    from tunewright.distributed import init_distributed
+    from tunewright.training.distributed import init_distributed, leave_distributed
 
     context = init_distributed()
     # Only rank 0 talks; the others run the same flow silently.
     console = console or Console(stderr=True)
     if not context.is_main:
         console = Console(stderr=True, quiet=True)
-    job = build_job(config, console, context)
-    return run_job(config, job, resume=resume, console=console, context=context)
+    try:
+        job = build_job(config, console, context)
+        return run_job(config, job, resume=resume, console=console, context=context)
+    finally:
+        leave_distributed(context)
 
 
 def build_job(
@@ -66,7 +80,7 @@ def build_job(
     from tunewright.models import load_tokenizer, resolve_model
     from tunewright.training.model_setup import check_method_available
 
-    check_method_available(config, _device())
+    check_method_available(config, detect_device())
     train_records, eval_records, data_files = _prepared_data(config, console, context)
     from transformers import set_seed
 
@@ -102,7 +116,7 @@ def run_job(
         with stage_run(config, STAGE, inputs=job.inputs) as run:
             return _run_job(config, job, run, resume, console, context)
     # The other ranks get the same paths but never touch the manifest.
-    replica = StageRun(config=config, stage=STAGE, inputs=job.inputs, dir=config.run_dir / STAGE)
+    replica = StageRun(config=config, stage=STAGE, inputs=job.inputs, dir=stage_dir(config, STAGE))
     return _run_job(config, job, replica, resume, console, context)
 
 
@@ -117,8 +131,8 @@ def _prepared_data(
     for this data config; the other ranks wait for it and read what it wrote."""
     from tunewright.data.prepare import ensure_prepared
 
-    data_dir = run_on_main(context, lambda: ensure_prepared(config, console))
-    files = [data_dir / "train.jsonl", data_dir / "eval.jsonl"]
+    run_on_main(context, lambda: ensure_prepared(config, console))
+    files = [data_split(config, "train"), data_split(config, "eval")]
     return read_jsonl(files[0]), read_jsonl(files[1]), files
 
 
@@ -128,37 +142,6 @@ def _is_encoder(folder: Path) -> bool:
     return not any(a.endswith("ForCausalLM") for a in architectures) and config.get(
         "model_type"
     ) in ("bert", "roberta", "distilbert", "deberta-v2", "xlm-roberta", "mpnet", "electra")
-
-
-def _device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
-
-
-# ---------------------------------------------------------------------------------------------
-# The job
-
-
-@dataclass
-class Job:
-    """Everything a run needs, whichever kind of model: built by `build_causal_job` or
-    `build_encoder_job`, consumed by `_run_job`."""
-
-    model: Any
-    tokenizer: Any
-    train_features: list[dict[str, Any]]
-    eval_features: list[dict[str, Any]]
-    collator: Any
-    trainer_class: Any
-    n_params: int
-    extra: dict[str, Any]
-    inputs: list[Path] = field(default_factory=list)
-    # Every trainable parameter gets a gradient each step, so DDP need not search for idle ones.
-    every_parameter_used: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +185,7 @@ def _run_job(
     engine = _check_engine(engine_report(trainer, context, plan), plan, console, trained)
     weights = full_state_dict(trainer, engine["engine"])  # every rank takes part
     peaks = gather(context, peak_rss_mb())
-    output = run.output("model" if config.train.method == "full" else "adapter")
+    output = run.output(FULL_MODEL if config.train.method == "full" else ADAPTER)
     if context.is_main:
         _save_weights(output, job, weights)
         plot_loss(metrics_path, run.output("loss.png"), f"{config.name}: {config.train.method}")
@@ -341,12 +324,7 @@ def _reset_outputs(checkpoints: Path, metrics: Path, start: Path | None) -> None
         return
     step = int(start.name.split("-")[1])
     if metrics.is_file():
-        kept = [
-            line
-            for line in metrics.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step
-        ]
-        metrics.write_text("".join(line + "\n" for line in kept))
+        write_jsonl(metrics, [entry for entry in read_jsonl(metrics) if entry["step"] <= step])
 
 
 def _summary(trainer: Any, final_eval: dict, watch: Watchers, job: Job) -> dict[str, Any]:

@@ -31,11 +31,28 @@ def tracker_env(config: Config, stage_dir: Path, main: bool = True) -> Iterator[
     try:
         yield
     finally:
+        if "wandb" in config.train.report_to:
+            _end_wandb()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _end_wandb() -> None:
+    """Finish the W&B run and close W&B's process-wide session. The HF callback leaves its run
+    open, and the session keeps the settings (WANDB_DIR, mode) it first read: a second training
+    in the same process (a notebook, the test suite) would log into the old run, in the old
+    run's folder."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is None:
+        return
+    if wandb.run is not None:
+        wandb.finish()
+    wandb.teardown()
 
 
 def _ensure_mlflow_experiment(uri: str, artifacts: Path) -> None:

@@ -12,6 +12,7 @@ the whole accumulated batch, the same normalisation the HF models use.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -38,6 +39,16 @@ class EngineTrainer(Trainer):
         # the best checkpoint at the end, a collective, and hang. Make the folder exist.
         if output_dir is not None:
             os.makedirs(output_dir, exist_ok=True)
+
+    def get_batch_samples(
+        self, epoch_iterator: Iterator, num_batches: int, device: torch.device
+    ) -> tuple[list, torch.Tensor | int | None]:
+        """No batches once `max_steps` optimizer steps are done. The HF loop checks the budget
+        only after a step, so resuming from the checkpoint taken at the last step (a run killed
+        while saving its result) would train one step more than the uninterrupted run."""
+        if self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps:
+            return [], None
+        return super().get_batch_samples(epoch_iterator, num_batches, device)
 
 
 class SelectiveLossTrainer(EngineTrainer):

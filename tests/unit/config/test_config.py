@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunewright.config import Config, check_paths, config_to_yaml, load_config
-from tunewright.configdoc import reference_markdown, starter_yaml
+from tunewright.cli import preflight_problems
+from tunewright.config import Config, config_to_yaml, load_config
+from tunewright.config.doc import reference_markdown, starter_yaml
 from tunewright.errors import ConfigError, InputFileError
 
 
@@ -106,12 +107,12 @@ def test_relative_paths_resolve_against_config_folder(tmp_path):
     config = load_config(write(sub, "data:\n  train: train.jsonl\n"))
     assert config.resolve(config.data.train[0]) == sub / "train.jsonl"
     assert config.run_dir == sub / "runs" / "default"
-    assert check_paths(config) == []
+    assert preflight_problems(config) == []
 
 
-def test_check_paths_reports_missing_files_and_unknown_model(tmp_path):
+def test_preflight_reports_missing_files_and_unknown_model(tmp_path):
     config = load_config(write(tmp_path, "model:\n  name: nonsense\ndata:\n  train: [a.jsonl]\n"))
-    problems = check_paths(config)
+    problems = preflight_problems(config)
     assert problems[0] == f"data.train[0]: not found: {tmp_path / 'a.jsonl'}"
     assert problems[1].startswith("model.name: 'nonsense' is not an embedded model")
 
@@ -154,8 +155,8 @@ def test_reference_markdown_lists_nested_keys():
 def test_readme_config_reference_is_current():
     from pathlib import Path
 
-    from tunewright.configdoc import END, START
+    from tunewright.config.doc import END, START
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     block = readme.split(START, 1)[1].split(END, 1)[0]
     assert block == "\n" + reference_markdown(), "run `make docs` to regenerate it"

@@ -1,7 +1,10 @@
+from typing import get_args
+
 import numpy as np
 import pytest
 import sacrebleu
 
+from tunewright.config.schema import EvalSection
 from tunewright.evaluation.metrics import (
     METRICS,
     corpus_score,
@@ -12,6 +15,7 @@ from tunewright.evaluation.metrics import (
     higher_is_better,
     is_binary,
     normalize,
+    select_metrics,
 )
 
 HYPS = ["the cat sat on the mat", "a dog ran in the park today", "hello world again", "yes"]
@@ -161,6 +165,26 @@ def test_expand_rouge_keeps_order_and_other_names():
     assert expand(["rouge"]) == ["rouge1", "rouge2", "rougeL"]
     assert expand(["bleu", "rouge", "loss"]) == ["bleu", "rouge1", "rouge2", "rougeL", "loss"]
     assert expand(["rouge1", "rouge"]) == ["rouge1", "rouge2", "rougeL"]
+
+
+def test_select_metrics_leaves_only_loss_to_the_likelihood_scoring():
+    # One rule for causal LMs and encoder classifiers: "loss" is dropped from the text metrics
+    # (the stage scores it, with perplexity, from likelihoods); "rouge" is expanded.
+    assert select_metrics(["loss", "rouge", "bleu"], "auto", "chat") == (
+        ["rouge1", "rouge2", "rougeL", "bleu"],
+        "rouge1",
+    )
+    assert select_metrics(["bleu", "loss"], "loss", "chat") == (["bleu"], "loss")
+    assert select_metrics("auto", "auto", "classification") == (["accuracy", "f1"], "accuracy")
+    assert select_metrics("auto", "chrf", "code") == (["exact_match", "chrf", "bleu"], "chrf")
+
+
+def test_every_metric_the_config_accepts_is_scored():
+    annotation = EvalSection.model_fields["metrics"].annotation
+    accepted = get_args(get_args(get_args(annotation)[0])[0])  # list[Literal[...]] | Auto
+    names, _ = select_metrics(list(accepted), "auto", "chat")
+    assert set(names) <= set(METRICS)
+    assert set(names) | {"rouge", "loss"} >= set(accepted)
 
 
 def test_direction_and_binary_flags():

@@ -8,13 +8,8 @@ from typing import Any
 
 import pytest
 
-from tunewright.evaluation.report import (
-    HTML_MAX_EXAMPLES,
-    format_diff,
-    format_p,
-    format_value,
-    write_reports,
-)
+from tunewright.evaluation.report import HTML_MAX_EXAMPLES, write_reports
+from tunewright.formatting import format_diff, format_p, format_value
 
 SENTENCE_BETTER = (
     "Fine-tuning helped: exact_match 5.0% → 85.0% "
@@ -204,6 +199,31 @@ def test_user_text_is_escaped_and_whitespace_kept(tmp_path):
     assert "<script" not in page_html.lower()
     assert "message 0.\n\n\n  Keep  the spacing." in page_html
     assert "white-space: pre-wrap" in page_html
+
+
+def test_markup_in_model_outputs_and_run_fields_is_escaped(tmp_path):
+    examples = _results()["examples"]
+    examples[0] |= {
+        "base": "<script>alert(1)</script>",
+        "tuned": '<img src=x onerror="alert(2)">',
+        "source": "<b>source</b>",
+    }
+    results = _results(
+        examples=examples,
+        run="<i>run</i>",
+        models={"base": "<base>", "tuned": "<tuned>"},
+        warnings=["<script>warn()</script>"],
+        train={"note": "<script>train()</script>"},
+    )
+    page_html, _ = _write(tmp_path, results)
+    assert "<script" not in page_html.lower() and "<img" not in page_html
+    assert "<i>" not in page_html and "<b>source" not in page_html
+    assert "<pre>\n&lt;script&gt;alert(1)&lt;/script&gt;</pre>" in page_html
+    assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in page_html
+    page = _Page(page_html)
+    assert "<script>alert(1)</script>" in page.visible
+    assert "Evaluation report: <i>run</i>" in page.visible
+    assert "<script>warn()</script>" in page.visible
 
 
 def test_html_is_self_contained(tmp_path):

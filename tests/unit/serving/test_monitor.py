@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tunewright.errors import TunewrightError
-from tunewright.monitor import (
+from tunewright.serving.monitor import (
     drift,
     ks_test,
     monitor_log,
@@ -177,7 +177,7 @@ def test_monitor_command_prints_the_summary(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from tunewright.cli_serve import register
+    from tunewright.serving.cli import register
 
     app = typer.Typer()
     register(app)

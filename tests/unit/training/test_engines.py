@@ -8,8 +8,8 @@ import json
 import pytest
 
 from tunewright.config import load_config
-from tunewright.distributed import DistContext
 from tunewright.errors import ConfigError
+from tunewright.training.distributed import DistContext
 from tunewright.training.engines import (
     EngineUnavailableError,
     deepspeed_settings,

@@ -6,13 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.support.projects import make_project
 
-from tunewright.distributed import (
-    DistContext,
+from tunewright.training.distributed import DistContext, run_on_main
+from tunewright.training.launcher import (
     LaunchError,
     Topology,
     launch,
-    run_on_main,
     torchrun_command,
     train_arguments,
 )
@@ -60,7 +60,8 @@ def test_run_on_main_is_a_plain_call_for_one_process():
 
 
 def test_cli_reports_layout_errors(run_cli, tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text("train:\n  method: lora\n")
+    # Nothing but train.method: the layout is checked before the config is used.
+    train = {"method": "lora", "report_to": None}
+    config = make_project(tmp_path, model=None, data=None, train=train)
     code, _, err = run_cli("train", str(config), "--nnodes", "2", "--nproc", "2")
     assert code == 1 and "--master-addr is needed" in err

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.support.projects import addition_rows, write_jsonl
+from tests.support.projects import addition_rows, make_project
 
-from tunewright import plan as planner
 from tunewright.config import load_config
-from tunewright.plan import (
+from tunewright.training import plan as planner
+from tunewright.training.defaults import resolve_hyper
+from tunewright.training.plan import (
     ACTIVATION_VALUES,
     ADAM_BYTES,
     NF4_BYTES,
@@ -22,23 +23,16 @@ from tunewright.plan import (
     eta_seconds,
     meta_shapes,
 )
-from tunewright.training.defaults import resolve_hyper
 
 
-def write_project(folder: Path, model: Path, extra: str = "") -> Path:
-    write_jsonl(folder / "train.jsonl", addition_rows(30))
-    config = folder / "config.yaml"
-    config.write_text(
-        f"model:\n  name: {model}\ndata:\n  train: train.jsonl\n"
-        "train:\n  epochs: 2\n  batch_size: 4\n  grad_accum: 1\n  precision: fp32\n"
-        "  report_to: []\n" + extra
-    )
-    return config
+def write_project(folder: Path, model: Path) -> Path:
+    train = {"epochs": 2, "batch_size": 4, "grad_accum": 1, "precision": "fp32"}
+    return make_project(folder, model=model, rows=addition_rows(30), train=train)
 
 
 @pytest.mark.parametrize("method", ["lora", "full", "ia3"])
 def test_meta_counts_match_the_loaded_model(tmp_path, tiny_model_dir, method):
-    from tunewright.train import build_job
+    from tunewright.training.stage import build_job
 
     config = load_config(write_project(tmp_path, tiny_model_dir), [f"train.method={method}"])
     shapes = meta_shapes(config, tiny_model_dir)

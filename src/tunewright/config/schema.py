@@ -1,0 +1,314 @@
+"""Every config section, declared once: each field's `description` is its documentation, reused
+for `tunewright init` and the README's config reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from tunewright.config.fields import Auto, PathList, PositiveFloat, PositiveInt, Section
+from tunewright.config.openai_section import OpenAISection
+from tunewright.methods import Method
+
+
+class ModelSection(Section):
+    name: str = Field(
+        "smollm2-135m-instruct",
+        description="Base model: an embedded name (see `tunewright models list`), a local "
+        "Hugging Face model folder, or a hub id (needs network access).",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Weight dtype when loading: auto picks bfloat16 on a GPU that supports "
+        "it, else float32.",
+    )
+    chat_template: str | None = Field(
+        None,
+        description="Path to a Jinja chat template that replaces the tokenizer's own; it is "
+        "saved beside the trained weights so eval, export and serve use the same one.",
+    )
+    trust_remote_code: bool = Field(
+        False,
+        description="Allow model code from the model folder to run (only for trusted models).",
+    )
+
+
+class DataSection(Section):
+    train: PathList = Field(
+        default_factory=list,
+        description="Training data files or folders (JSON, JSONL, CSV/TSV, Parquet), relative to "
+        "the config file.",
+        examples=[["data/train.jsonl"]],
+    )
+    eval: PathList = Field(
+        default_factory=list,
+        description="Held-out evaluation files; when empty, `eval_fraction` of train is split off.",
+    )
+    format: Literal[
+        "auto",
+        "alpaca",
+        "sharegpt",
+        "openai",
+        "classification",
+        "code",
+        "summarization",
+        "preference",
+        "text",
+    ] = Field("auto", description="Input format; auto detects it from the columns of each file.")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column map from the format's names to yours, e.g. {output: response}.",
+    )
+    task: Literal["auto", "chat", "instruction", "classification", "code", "summarization"] = Field(
+        "auto", description="Task type; auto infers it from the format."
+    )
+    system_prompt: str | None = Field(
+        None, description="System message added to examples that have none."
+    )
+    eval_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Share of train split off for eval when `eval` is empty."
+    )
+    max_seq_len: int = Field(
+        1024, gt=0, description="Maximum tokens per example after applying the chat template."
+    )
+    min_words: int = Field(
+        5, ge=0, description="Assistant answers with fewer words are reported as too short."
+    )
+    near_duplicate_threshold: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="Jaccard similarity (MinHash estimate) at which two examples count as "
+        "near-duplicates.",
+    )
+    max_invalid_fraction: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="`data prepare` fails when more than this share of rows is rejected.",
+    )
+    max_truncated_fraction: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="`data prepare` fails when more than this share of examples exceeds "
+        "`max_seq_len`.",
+    )
+    allow_leakage: bool = Field(
+        False, description="Let `data prepare` pass when eval examples also appear in train."
+    )
+
+
+class LoraSection(Section):
+    r: int = Field(16, gt=0, description="LoRA rank.")
+    alpha: int = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: Literal["all-linear"] | list[str] = Field(
+        "all-linear", description="Modules that get adapters: all-linear, or a list of names."
+    )
+    use_rslora: bool = Field(False, description="Rank-stabilised LoRA (scale = alpha / sqrt(r)).")
+
+
+class FsdpSection(Section):
+    sharding: Literal["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"] = Field(
+        "full_shard",
+        description="full_shard: parameters, gradients and optimizer states split across "
+        "processes (least memory); shard_grad_op: parameters stay whole from forward to backward "
+        "(faster, more memory); hybrid_shard: full_shard within a node, replicated across nodes; "
+        "no_shard: everything replicated, which is DDP (and runs as DDP).",
+    )
+    cpu_offload: bool = Field(
+        False,
+        description="Keep the parameter shards and optimizer states in CPU memory between uses "
+        "(frees GPU memory, slower; nothing to offload when training on the CPU).",
+    )
+
+
+class DeepSpeedSection(Section):
+    config: str | None = Field(
+        None,
+        description="A DeepSpeed JSON config file, relative to the config file; use it or the "
+        "settings below, not both. Its bf16/fp16 setting must match `train.precision` (or be "
+        "auto).",
+    )
+    stage: int = Field(
+        2,
+        ge=0,
+        le=3,
+        description="ZeRO stage: 1 splits optimizer states across processes, 2 also gradients, "
+        "3 also parameters; 0 replicates everything.",
+    )
+    offload_optimizer: bool = Field(
+        False,
+        description="Optimizer states and update in CPU memory (ZeRO-Offload; stage 1-3).",
+    )
+    offload_param: bool = Field(
+        False, description="Parameters in CPU memory between uses (stage 3 only)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeepSpeedSection:
+        problems = []
+        inline = {"stage", "offload_optimizer", "offload_param"} & self.model_fields_set
+        if self.config and inline:
+            problems.append(f"config and {', '.join(sorted(inline))} are both set; use one")
+        if self.offload_param and self.stage != 3:
+            problems.append(f"offload_param needs stage 3 (got stage {self.stage})")
+        if self.offload_optimizer and self.stage == 0:
+            problems.append("offload_optimizer needs stage 1, 2 or 3 (got stage 0)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class TrainSection(Section):
+    backend: Literal["local", "openai"] = Field(
+        "local", description="local trains an open model here; openai uses OpenAI fine-tuning."
+    )
+    method: Method = Field("lora", description="Fine-tuning method.")
+    lora: LoraSection = Field(
+        default_factory=LoraSection, description="LoRA options (lora, qlora, dora)."
+    )
+    num_virtual_tokens: int = Field(
+        20, gt=0, description="Virtual tokens for prefix and prompt tuning."
+    )
+    epochs: PositiveInt | Auto = Field(
+        "auto", description="Passes over the training data; auto picks from model and data size."
+    )
+    max_steps: int | None = Field(
+        None, ge=0, description="Stop after this many optimizer steps (overrides epochs)."
+    )
+    batch_size: PositiveInt | Auto = Field("auto", description="Examples per device per step.")
+    grad_accum: PositiveInt | Auto = Field("auto", description="Gradient accumulation steps.")
+    learning_rate: PositiveFloat | Auto = Field("auto", description="Peak learning rate.")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up.")
+    weight_decay: float = Field(0.001, ge=0, description="AdamW weight decay.")
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule."
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Training precision: auto uses bf16 where supported, else fp32."
+    )
+    train_on_prompt: bool = Field(
+        False, description="Compute loss on prompt tokens too (default: assistant tokens only)."
+    )
+    save_every: Literal["epoch"] | PositiveInt = Field(
+        "epoch", description="Checkpoint every epoch, or every N optimizer steps."
+    )
+    eval_every: Literal["epoch"] | PositiveInt = Field(
+        "epoch", description="Evaluate every epoch, or every N optimizer steps."
+    )
+    keep_checkpoints: int = Field(
+        2, gt=0, description="Checkpoints kept (the best is always kept)."
+    )
+    early_stopping_patience: int | None = Field(
+        None, gt=0, description="Stop after this many evaluations without eval-loss improvement."
+    )
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="Trackers. W&B runs offline when no key is set; MLflow uses a local store.",
+    )
+    distributed: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp",
+        description="How several processes (`train --nproc N`, torchrun, accelerate launch) share "
+        "the work: ddp keeps a whole copy of the model in each; fsdp and deepspeed split it "
+        "between them. One process ignores it.",
+    )
+    fsdp: FsdpSection = Field(
+        default_factory=FsdpSection, description="FSDP options (`distributed: fsdp`)."
+    )
+    deepspeed: DeepSpeedSection = Field(
+        default_factory=DeepSpeedSection,
+        description="DeepSpeed ZeRO options (`distributed: deepspeed`).",
+    )
+
+
+class EvalSection(Section):
+    metrics: (
+        list[Literal["exact_match", "accuracy", "f1", "bleu", "chrf", "rouge", "loss"]] | Auto
+    ) = Field("auto", description="Metrics; auto picks by task type.")
+    max_new_tokens: int = Field(128, gt=0, description="Generation length limit per example.")
+    batch_size: int = Field(8, gt=0, description="Examples generated together.")
+    max_examples: int | None = Field(
+        None, gt=0, description="Evaluate at most this many examples (all when empty)."
+    )
+    bootstrap_samples: int = Field(
+        1000, gt=0, description="Paired bootstrap resamples for confidence intervals."
+    )
+    require_improvement: bool = Field(
+        False, description="Fail when the tuned model is not significantly better."
+    )
+    primary_metric: str | Auto = Field(
+        "auto", description="The metric `require_improvement` judges."
+    )
+    general_probe: bool = Field(
+        True, description="Also run the general-skills probe set to catch forgetting."
+    )
+
+
+class ExportSection(Section):
+    merge: bool = Field(True, description="Merge adapters into the base weights when possible.")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="dtype of the exported weights."
+    )
+    push_to_hub: str | None = Field(
+        None, description="Hub repo id to push to (token from HF_TOKEN, never saved)."
+    )
+    private: bool = Field(True, description="Create the hub repo as private.")
+
+
+class ServeSection(Section):
+    host: str = Field("127.0.0.1", description="Address to bind; 127.0.0.1 keeps it local.")
+    port: int = Field(8000, gt=0, lt=65536, description="TCP port.")
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Accepted API keys (also TUNEWRIGHT_API_KEYS, comma-separated); none means "
+        "open. Never written to logs or saved configs.",
+    )
+    max_prompt_tokens: int = Field(2048, gt=0, description="Longest prompt accepted, in tokens.")
+    max_tokens: int = Field(512, gt=0, description="Largest `max_tokens` a request may ask for.")
+    log_content: bool = Field(
+        False, description="Write prompts and outputs to the request log (off: counts only)."
+    )
+    batch_size: int = Field(
+        16,
+        gt=0,
+        description="Non-streaming requests generated together; larger batches raise "
+        "throughput on CPU (bench/serve_load.py).",
+    )
+    max_body_bytes: int = Field(
+        1048576, gt=0, description="Largest request body accepted, in bytes."
+    )
+
+
+class Config(Section):
+    name: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Run name: outputs go to `<runs_dir>/<name>/<stage>/`.",
+    )
+    runs_dir: str = Field("runs", description="Folder holding run folders, relative to the config.")
+    seed: int = Field(42, description="Random seed for splitting, training and sampling.")
+    model: ModelSection = Field(default_factory=ModelSection, description="The base model.")
+    data: DataSection = Field(default_factory=DataSection, description="Data loading and checks.")
+    train: TrainSection = Field(default_factory=TrainSection, description="Fine-tuning.")
+    eval: EvalSection = Field(default_factory=EvalSection, description="Evaluation against base.")
+    export: ExportSection = Field(default_factory=ExportSection, description="Merge and export.")
+    serve: ServeSection = Field(default_factory=ServeSection, description="HTTP serving.")
+    openai: OpenAISection = Field(
+        default_factory=OpenAISection, description="OpenAI fine-tuning (train.backend: openai)."
+    )
+
+    # Where the YAML came from; relative paths in the config resolve against its folder.
+    base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, made absolute against the config file's folder."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def run_dir(self) -> Path:
+        return self.resolve(self.runs_dir) / self.name

@@ -1,0 +1,226 @@
+"""`tunewright data ...`: inspect, validate, prepare, export and render training data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from tunewright.console import ConfigArg, OverridesArg, err, out
+from tunewright.errors import TunewrightError
+
+data_app = typer.Typer(
+    help="Load, check, split, export and render training data.", no_args_is_help=True
+)
+
+
+def register(app: typer.Typer) -> None:
+    data_app.command("inspect")(data_inspect)
+    data_app.command("validate")(data_validate)
+    data_app.command("prepare")(data_prepare)
+    data_app.command("export")(data_export)
+    data_app.command("render")(data_render)
+    app.add_typer(data_app, name="data")
+
+
+SourceArg = Annotated[
+    Path, typer.Argument(help="A YAML config, or a data file to check with default settings.")
+]
+
+
+def _config_or_file(source: Path, overrides: list[str] | None):
+    """A config file as it is, or a data file wrapped in the default config."""
+    from tunewright.config import load_config
+
+    if source.suffix.lower() in (".yaml", ".yml"):
+        return load_config(source, overrides)
+    config = load_config(None, overrides)
+    config.data.train = [str(source.resolve())]
+    return config
+
+
+def data_inspect(
+    source: SourceArg,
+    overrides: OverridesArg = None,
+    rows: Annotated[int, typer.Option(help="Examples to show per file.")] = 2,
+) -> None:
+    """Detected format, row counts and the first examples in canonical form."""
+    from tunewright.data.prepare import load_side
+
+    config = _config_or_file(source, overrides)
+    for side, items in (("train", config.data.train), ("eval", config.data.eval)):
+        if not items:
+            continue
+        loaded = load_side(config, items, side)
+        for info in loaded.files:
+            out.print(
+                f"[bold]{escape(info['file'])}[/bold] ({side}): {info['rows']} rows, "
+                f"format {info['format'] or 'unknown'}"
+            )
+        for record in loaded.records[:rows]:
+            out.print_json(json.dumps(record, ensure_ascii=False))
+        if loaded.rejected:
+            out.print(
+                f"[yellow]{len(loaded.rejected)} rows could not be read[/yellow], first: "
+                f"{escape(loaded.rejected[0]['source'])}: {escape(loaded.rejected[0]['reason'])}"
+            )
+
+
+def data_validate(
+    source: SourceArg,
+    overrides: OverridesArg = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check the data and print the report; writes nothing. Exit 1 when a gate would fail."""
+    from tunewright.data.prepare import analyze, gate_message
+
+    analysis = analyze(_config_or_file(source, overrides))
+    if as_json:
+        out.print_json(json.dumps(analysis.report, ensure_ascii=False))
+    else:
+        print_data_report(analysis.report)
+    if analysis.failed_gates:
+        err.print(f"[bold red]error:[/bold red] {escape(gate_message(analysis))}")
+        raise typer.Exit(1)
+
+
+def data_prepare(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Check, split and write train/eval/rejected files and validation.json to the run folder."""
+    from tunewright.config import load_config
+    from tunewright.data.prepare import STAGE, DataGateError, prepare_data
+    from tunewright.runs import stage_dir, validation_report
+
+    cfg = load_config(config, overrides)
+    try:
+        analysis = prepare_data(cfg)
+    except DataGateError:
+        report_path = validation_report(cfg)
+        if report_path.is_file():
+            print_data_report(json.loads(report_path.read_text(encoding="utf-8")))
+        raise
+    print_data_report(analysis.report)
+    out.print(f"[green]wrote[/green] {stage_dir(cfg, STAGE)}")
+
+
+def data_export(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    to: Annotated[str, typer.Option("--to", help="openai, alpaca or sharegpt.")] = "openai",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
+) -> None:
+    """Export the prepared train/eval data to OpenAI JSONL, alpaca JSON or sharegpt JSON."""
+    from tunewright.config import load_config
+    from tunewright.data.export import CONVERTERS, SUFFIX, export_records
+    from tunewright.data.prepare import STAGE
+    from tunewright.files import read_jsonl, write_jsonl
+    from tunewright.runs import MANIFEST, data_export_dir, data_split, stage_dir
+
+    if to not in CONVERTERS:
+        raise TunewrightError(f"--to {to}: unknown format", hint="Use openai, alpaca or sharegpt.")
+    cfg = load_config(config, overrides)
+    data_dir = stage_dir(cfg, STAGE)
+    target = out_dir or data_export_dir(cfg)
+    for split in ("train", "eval"):
+        source = data_split(cfg, split)
+        if not (data_dir / MANIFEST).is_file() or not source.is_file():
+            raise TunewrightError(
+                f"no prepared data in {data_dir}",
+                hint=f"Run `tunewright data prepare {config}` first.",
+            )
+        records = read_jsonl(source)
+        path = target / f"{split}{SUFFIX[to]}"
+        skipped = export_records(records, to, path)  # type: ignore[arg-type]
+        out.print(f"{split}: {len(records) - len(skipped)} rows -> {path}")
+        if skipped:
+            write_jsonl(target / f"{split}.skipped.jsonl", skipped)
+            out.print(
+                f"[yellow]{len(skipped)} rows cannot be held by {to}[/yellow]: "
+                f"{target / f'{split}.skipped.jsonl'}"
+            )
+
+
+def data_render(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    index: Annotated[list[int] | None, typer.Option("--index", "-i", help="Example index.")] = None,
+    split: Annotated[str, typer.Option(help="train or eval.")] = "train",
+) -> None:
+    """Show the exact tokens an example trains on, marking those that carry loss."""
+    from tunewright.chat import render_example, render_markup
+    from tunewright.config import load_config
+    from tunewright.data.prepare import load_side
+    from tunewright.files import read_jsonl
+    from tunewright.models import load_tokenizer, resolve_model
+    from tunewright.runs import data_split
+
+    cfg = load_config(config, overrides)
+    prepared = data_split(cfg, split)
+    if prepared.is_file():
+        records = read_jsonl(prepared)
+    else:
+        records = load_side(
+            cfg, cfg.data.train if split == "train" else cfg.data.eval, split
+        ).records
+    tokenizer = load_tokenizer(resolve_model(cfg.model.name))
+    for i in index or [0]:
+        if not 0 <= i < len(records):
+            raise TunewrightError(f"--index {i}: {split} has {len(records)} examples")
+        rendered = render_example(
+            tokenizer,
+            records[i]["messages"],
+            tools=records[i].get("tools"),
+            train_on_prompt=cfg.train.train_on_prompt,
+            max_seq_len=cfg.data.max_seq_len,
+        )
+        loss = sum(1 for label in rendered.labels if label != -100)
+        out.rule(f"{split}[{i}] {records[i]['source']['file']}:{records[i]['source']['line']}")
+        out.print(render_markup(tokenizer, rendered), highlight=False)
+        out.print(
+            f"{len(rendered.input_ids)} tokens, {loss} with loss"
+            + (
+                f", truncated from {rendered.full_length}"
+                if rendered.full_length > len(rendered.input_ids)
+                else ""
+            )
+        )
+
+
+def print_data_report(report: dict) -> None:
+    """The validation report as a terminal table."""
+    rows = report["rows"]
+    out.print(
+        f"[bold]{rows['total']} rows[/bold]: {rows['train']} train, {rows['eval']} eval, "
+        f"{rows['rejected']} rejected; task {report['task']}"
+    )
+    table = Table("check", "severity", "count", "share", "examples")
+    entries = [*report["checks"].items(), ("leak", {**report["leaks"], "severity": "gate"})]
+    for name, entry in entries:
+        if entry["count"]:
+            table.add_row(
+                name,
+                entry["severity"],
+                str(entry["count"]),
+                f"{entry['share']:.1%}",
+                escape(", ".join(entry["examples"][:3])),
+            )
+    if table.row_count:
+        out.print(table)
+    else:
+        out.print("[green]checks: no problems found[/green]")
+    tokens = report["tokens"]
+    out.print(
+        f"tokens: mean {tokens['mean']}, p95 {tokens['p95']}, max {tokens['max']}; "
+        f"{tokens['truncated']} over max_seq_len {tokens['max_seq_len']} "
+        f"(up to {tokens['tokens_cut_max']} tokens cut)"
+    )
+    if report["labels"].get("counts"):
+        out.print(f"labels: {escape(str(report['labels']['counts']))}")  # labels are data
+    for warning in report["warnings"]:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    for gate in report["gates"]:
+        mark = "[green]pass[/green]" if gate["passed"] else "[red]FAIL[/red]"
+        out.print(f"gate {gate['name']}: {mark} ({gate['value']} vs {gate['threshold']})")

@@ -1,0 +1,41 @@
+"""What the training stage can check before any work: the model, the method against the
+installed extras and the device, the distributed engine and its DeepSpeed file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tunewright.config import Config
+from tunewright.errors import ConfigError, TunewrightError
+from tunewright.models import model_name_problems
+
+
+def preflight(config: Config) -> list[str]:
+    """Problems only training knows about, each named by its YAML key."""
+    problems = model_name_problems(config.model.name, config.base_dir)
+    if config.train.backend != "local":
+        return problems
+    from tunewright.training.engines import check_engine, deepspeed_settings
+    from tunewright.training.model_setup import check_method_available
+
+    if config.train.method == "qlora":
+        # Only QLoRA depends on the device, and finding the device imports torch (~2 s).
+        from tunewright.device import detect_device
+
+        problems += _problems_of(check_method_available, config, detect_device())
+    problems += _problems_of(check_engine, config)
+    if config.train.distributed == "deepspeed" and config.train.deepspeed.config:
+        problems += _problems_of(deepspeed_settings, config)
+    return problems
+
+
+def _problems_of(check: Callable[..., object], *args: object) -> list[str]:
+    """A raising check's complaint as list items: each problem of a ConfigError (with its
+    source), or the message of any other user error."""
+    try:
+        check(*args)
+    except ConfigError as exc:
+        return [f"{exc.source}: {problem}" for problem in exc.problems]
+    except TunewrightError as exc:
+        return [exc.message]
+    return []
