@@ -69,7 +69,17 @@ def init(
 
 
 @app.command()
-def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
+def validate(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc", help="Also check the layout of `train --nproc N`.", show_default=False
+        ),
+    ] = None,
+    nnodes: Annotated[int, typer.Option("--nnodes", help="Machines, with --nproc.")] = 1,
+) -> None:
     """Check a config: every problem at once, each named by its YAML key."""
     from tunewright.config import load_config
     from tunewright.config.load import secrets_in_file
@@ -78,6 +88,13 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
     warn_secrets(config, secrets_in_file(config))
     cfg = load_config(config, overrides)
     problems = preflight_problems(cfg)
+    if nproc is not None:
+        from tunewright.training.preflight import layout_problems
+
+        layout, notes = layout_problems(cfg, nproc, nnodes)
+        problems += layout
+        for note in notes:
+            err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     if problems:
         raise ConfigError(str(config), problems)
     out.print(
@@ -237,8 +254,9 @@ def print_run_summary(result: dict) -> None:
     if result["train"]:
         t = result["train"]
         out.print(
-            f"training: {t['steps']} steps in {t['train_seconds']} s, {t['tokens_per_s']} "
-            f"tokens/s, loss {t['first_loss']:.4f} -> {t['final_loss']:.4f}"
+            f"training: {t['steps']} steps in {t['train_seconds']} s "
+            f"(training loop {t.get('train_loop_seconds', t['train_seconds'])} s at "
+            f"{t['tokens_per_s']} tokens/s), loss {t['first_loss']:.4f} -> {t['final_loss']:.4f}"
         )
     for row in result["eval"]["metrics"]:
         out.print(

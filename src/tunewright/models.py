@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from tunewright.device import auto_dtype
+from tunewright.device import auto_dtype, detect_device
 from tunewright.errors import ModelNotFoundError
 from tunewright.files import atomic_dir, atomic_write_json, safetensors_header
 
@@ -248,11 +248,37 @@ def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_causal_lm(folder: Path, dtype: str = "auto") -> PreTrainedModel:
+def load_causal_lm(
+    folder: Path, dtype: str = "auto", attn_implementation: str = "auto"
+) -> PreTrainedModel:
     import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(folder, dtype=resolve_dtype(dtype, torch))
+    torch_dtype = resolve_dtype(dtype, torch)
+    attention, _ = resolve_attn_implementation(attn_implementation, torch_dtype)
+    return AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch_dtype, attn_implementation=attention
+    )
+
+
+def resolve_attn_implementation(
+    requested: str, compute_dtype: Any, device: str | None = None
+) -> tuple[str | None, str]:
+    """`model.attn_implementation` -> what `from_pretrained(attn_implementation=...)` takes, and
+    why. auto is flash_attention_2 on a CUDA GPU with the flash_attn package and 16-bit compute
+    (its kernels take nothing else), else None: transformers' own default, sdpa where the model
+    has it and eager where not (an explicit "sdpa" would fail on such a model, e.g. DeBERTa-v2).
+    `compute_dtype` is a torch dtype or its name."""
+    if requested != "auto":
+        return requested, "config"
+    device = device or detect_device()
+    if device != "cuda":
+        return None, f"auto: flash-attention needs a CUDA GPU, this is {device}"
+    if importlib.util.find_spec("flash_attn") is None:
+        return None, "auto: the flash_attn package is not installed"
+    if str(compute_dtype).removeprefix("torch.") not in ("bfloat16", "float16"):
+        return None, f"auto: flash-attention needs 16-bit compute, not {compute_dtype}"
+    return "flash_attention_2", "auto: CUDA GPU with flash_attn and 16-bit compute"
 
 
 def resolve_dtype(dtype: str, torch: Any) -> Any:

@@ -143,3 +143,14 @@ def test_validate_names_the_extra_a_metric_needs(run_cli, tmp_path, monkeypatch)
     assert code == 1
     assert "eval.metrics: chrf needs no_such_package_here, which is not installed" in err
     assert run_cli("validate", str(config), "eval.metrics=[exact_match]")[0] == 0
+
+
+def test_validate_checks_a_process_layout_when_given_one(run_cli, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  name: owner/model\ntrain:\n  distributed: fsdp\n")
+    code, _out, err = run_cli("validate", str(config), "--nproc", "0")
+    assert code == 1 and "--nproc must be >= 1 (got 0)" in err
+    code, _out, err = run_cli("validate", str(config), "--nproc", "2", "--nnodes", "2")
+    assert code == 0, err
+    code, _out, err = run_cli("validate", str(config), "--nproc", "1")
+    assert code == 0 and "note: train.distributed fsdp: one process: fsdp has nothing" in err

@@ -136,19 +136,20 @@ def _trained_output(config: Config) -> Path:
 
 
 def _load_models(config: Config, tuned_dir: Path) -> Models:
-    from transformers import AutoModelForCausalLM
-
     from tunewright.models import load_causal_lm, load_tokenizer, resolve_model
 
     base_dir = resolve_model(config.model.name)
     tokenizer = load_tokenizer(tuned_dir)  # carries the chat template used in training
     description = {"base": config.model.name, "tuned": str(tuned_dir)}
+
+    def load(folder: Path) -> Any:
+        return load_causal_lm(folder, config.model.dtype, config.model.attn_implementation)
+
     if tuned_dir.name == "model":
-        tuned = AutoModelForCausalLM.from_pretrained(tuned_dir).eval()
-        return Models(tuned, load_causal_lm(base_dir).eval(), tokenizer, description)
+        return Models(load(tuned_dir).eval(), load(base_dir).eval(), tokenizer, description)
     from peft import PeftModel
 
-    tuned = PeftModel.from_pretrained(load_causal_lm(base_dir), tuned_dir).eval()
+    tuned = PeftModel.from_pretrained(load(base_dir), tuned_dir).eval()
     return Models(tuned, None, tokenizer, description)
 
 

@@ -32,6 +32,7 @@ class ServeTarget:
     base_id: str
     adapters: tuple[AdapterSpec, ...] = ()
     dtype: str = "auto"
+    attn_implementation: str = "auto"  # model.attn_implementation
 
     @property
     def model_ids(self) -> list[str]:
@@ -89,7 +90,7 @@ def load_pool(target: ServeTarget) -> ModelPool:
 
     from tunewright.models import load_causal_lm, load_tokenizer
 
-    model = load_causal_lm(target.base, target.dtype)
+    model = load_causal_lm(target.base, target.dtype, target.attn_implementation)
     base_tokenizer = load_tokenizer(target.base)
     context = getattr(model.config, "max_position_embeddings", None)
     entries = [_entry(target.base_id, None, base_tokenizer, context)]

@@ -65,17 +65,17 @@ def target_from_config(config: Config, adapters: list[str] | None = None) -> Ser
     from tunewright.models import resolve_model
 
     extra = tuple(adapter_spec(text) for text in adapters or [])
-    dtype = config.model.dtype
+    loading = {"dtype": config.model.dtype, "attn_implementation": config.model.attn_implementation}
     merged = merged_dir(config)
     if (merged / "config.json").is_file():
-        return _checked(ServeTarget(merged, config.name, extra, dtype))
+        return _checked(ServeTarget(merged, config.name, extra, **loading))
     trained = trained_output(config)
     if trained is not None and trained.name == ADAPTER:
         base = resolve_model(config.model.name)
         tuned = AdapterSpec(config.name, trained)
-        return _checked(ServeTarget(base, model_id(config.model.name), (tuned, *extra), dtype))
+        return _checked(ServeTarget(base, model_id(config.model.name), (tuned, *extra), **loading))
     if trained is not None:
-        return _checked(ServeTarget(trained, config.name, extra, dtype))
+        return _checked(ServeTarget(trained, config.name, extra, **loading))
     raise TunewrightError(
         f"nothing to serve in {config.run_dir}: no export/merged, train/adapter or train/model",
         hint="Train first (`tunewright run CONFIG`), or serve a model as it is: "

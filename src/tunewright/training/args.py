@@ -10,6 +10,15 @@ from tunewright.config import Config
 from tunewright.device import detect_device
 from tunewright.training.defaults import Hyper
 
+# `train.optimizer` -> the Trainer's `optim` name.
+OPTIMIZERS = {
+    "adamw": "adamw_torch",
+    "adamw_fused": "adamw_torch_fused",
+    "adamw_8bit": "adamw_bnb_8bit",
+    "paged_adamw_8bit": "paged_adamw_8bit",
+    "adafactor": "adafactor",
+}
+
 
 def training_arguments(
     config: Config,
@@ -20,9 +29,11 @@ def training_arguments(
     padded: bool = False,
     engine: dict[str, Any] | None = None,
     every_parameter_used: bool = False,
+    liger: bool = False,
 ) -> Any:
     """`engine` holds the distributed engine's own arguments (`training.engines`); with
-    `every_parameter_used`, DDP skips its search for parameters that got no gradient."""
+    `every_parameter_used`, DDP skips its search for parameters that got no gradient; `liger`
+    is the resolved `train.liger` (`training.levers`)."""
     import torch
     from transformers import TrainingArguments
 
@@ -45,7 +56,10 @@ def training_arguments(
         warmup_steps=train.warmup_ratio,  # a float below 1 is a share of all steps
         weight_decay=train.weight_decay,
         lr_scheduler_type=train.lr_scheduler,
-        optim="adamw_torch",
+        optim=OPTIMIZERS[train.optimizer],
+        # Liger's kernels patch the model when training starts; its fused linear-cross-entropy
+        # then computes the loss from the hidden states (SelectiveLossTrainer passes labels).
+        use_liger_kernel=liger,
         logging_steps=1,  # every step: NaN is caught at once and metrics.jsonl is complete
         logging_nan_inf_filter=False,
         eval_strategy=eval_strategy,

@@ -1,5 +1,5 @@
-"""Trainer callbacks: progress display, metrics log, divergence guard, overfitting warning and
-checkpoint completion marks."""
+"""Trainer callbacks: the training-loop clock, progress display, metrics log, divergence guard,
+overfitting warning and checkpoint completion marks."""
 
 from __future__ import annotations
 
@@ -18,18 +18,76 @@ from tunewright.files import append_jsonl, atomic_write_json
 COMPLETE_MARK = "tunewright-complete.json"
 
 
-class ProgressCallback(TrainerCallback):
-    """One progress bar: step, loss, non-padding tokens/s and ETA."""
+class LoopClock(TrainerCallback):
+    """Seconds and non-padding tokens of the training loop alone: the evaluations and checkpoint
+    saves inside `trainer.train()` are timed apart and left out. Its `tokens_per_s` is the one
+    speed the progress bar, metrics.jsonl and the manifest show.
 
-    def __init__(self, tokens_seen: Callable[[], int], console: Console | None = None) -> None:
+    The Trainer evaluates and then saves after a step's `on_step_end` (after `on_epoch_end` at
+    an epoch's end), and reports each when done (`on_evaluate`, `on_save`), so each takes the
+    time from the last of those marks. Everything else between two steps (logging, trackers,
+    loading the next batches) is the loop's. Add it before the callbacks that read it."""
+
+    def __init__(
+        self, tokens_seen: Callable[[], int], timer: Callable[[], float] = time.perf_counter
+    ) -> None:
         self.tokens_seen = tokens_seen
+        self.timer = timer
+        self.running = False
+        self.start = self.mark = 0.0
+        self.start_tokens = 0
+        self.loop_seconds = self.eval_seconds = self.save_seconds = 0.0
+        self.tokens = 0  # non-padding input tokens trained on since training (re)started
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return round(self.tokens / self.loop_seconds, 2) if self.loop_seconds > 0 else None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.running = True
+        self.start = self.mark = self.timer()
+        self.start_tokens = self.tokens_seen()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.mark = self.timer()
+        self.loop_seconds = self.mark - self.start - self.eval_seconds - self.save_seconds
+        self.tokens = self.tokens_seen() - self.start_tokens
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.mark = self.timer()
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:  # the step's own log; eval results are logged mid-eval
+            self.mark = self.timer()
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.running:
+            self.eval_seconds += self._since_mark()
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.running:
+            self.save_seconds += self._since_mark()
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.running = False
+
+    def _since_mark(self) -> float:
+        now = self.timer()
+        seconds, self.mark = now - self.mark, now
+        return seconds
+
+
+class ProgressCallback(TrainerCallback):
+    """One progress bar: step, loss, training-loop tokens/s (`LoopClock`) and ETA."""
+
+    def __init__(self, clock: LoopClock, console: Console | None = None) -> None:
+        self.clock = clock
         self.console = console or Console(stderr=True)
         self.progress: Progress | None = None
         self.task: Any = None
         self.start = 0.0
-        self.start_tokens = 0
         self.loss = float("nan")
-        self.speed = 0.0  # tokens/s since training (re)started
+        self.speed = 0.0  # the clock's tokens/s, as of the last step
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
@@ -49,16 +107,14 @@ class ProgressCallback(TrainerCallback):
         self.task = self.progress.add_task(
             "train", total=state.max_steps, completed=state.global_step, loss="-", speed="-"
         )
-        self.start, self.start_tokens = time.perf_counter(), self.tokens_seen()
+        self.start = time.perf_counter()
         self.progress.start()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.progress is None:
             return
-        elapsed = time.perf_counter() - self.start
-        speed = (self.tokens_seen() - self.start_tokens) / elapsed if elapsed > 0 else 0.0
-        self.speed = speed
-        self.progress.update(self.task, completed=state.global_step, speed=f"{speed:.0f}")
+        self.speed = self.clock.tokens_per_s or 0.0
+        self.progress.update(self.task, completed=state.global_step, speed=f"{self.speed:.0f}")
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         # The step's loss is logged after on_step_end, so the loss is shown from here.
@@ -84,29 +140,22 @@ class ProgressCallback(TrainerCallback):
 
 
 class MetricsLogCallback(TrainerCallback):
-    """Appends every log entry (train loss, eval loss, lr, tokens/s) to metrics.jsonl."""
+    """Appends every log entry (train loss, eval loss, lr, training-loop tokens/s) to
+    metrics.jsonl."""
 
-    def __init__(self, path: Path, tokens_seen: Callable[[], int]) -> None:
+    def __init__(self, path: Path, clock: LoopClock) -> None:
         self.path = path
-        self.tokens_seen = tokens_seen
-        self.start = time.perf_counter()
-        self.start_tokens = 0
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.start, self.start_tokens = time.perf_counter(), self.tokens_seen()
+        self.clock = clock
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:
             return
-        elapsed = time.perf_counter() - self.start
         entry = {
             "step": state.global_step,
             "epoch": state.epoch,
             **logs,
-            "tokens_seen": self.tokens_seen(),
-            "tokens_per_s": round((self.tokens_seen() - self.start_tokens) / elapsed, 2)
-            if elapsed > 0
-            else None,
+            "tokens_seen": self.clock.tokens_seen(),
+            "tokens_per_s": self.clock.tokens_per_s,
         }
         append_jsonl(self.path, [entry], default=_plain)
 

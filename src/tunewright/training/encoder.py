@@ -19,6 +19,7 @@ def build_encoder_job(
     from tunewright.models import count_parameters
     from tunewright.training.features import classification_features
     from tunewright.training.job import Job
+    from tunewright.training.levers import encoder_checkpointing, loaded_levers, resolve_levers
     from tunewright.training.model_setup import load_base_for_training, wrap_model
     from tunewright.training.trainer import EngineTrainer
 
@@ -31,7 +32,8 @@ def build_encoder_job(
             hint="Use classification data (text, label) or a causal language model.",
         )
     labels = sorted({str(r["label"]) for r in train + evals})
-    base = load_base_for_training(config, folder, num_labels=len(labels))
+    levers = resolve_levers(config, encoder_checkpointing(config), causal=False)
+    base = load_base_for_training(config, folder, levers, num_labels=len(labels))
     base.config.id2label = dict(enumerate(labels))
     base.config.label2id = {label: i for i, label in enumerate(labels)}
     max_len = min(config.data.max_seq_len, tokenizer.model_max_length)
@@ -44,4 +46,5 @@ def build_encoder_job(
         trainer_class=EngineTrainer,
         n_params=count_parameters(folder) or 0,
         extra={"batching": "padded", "labels": labels},
+        levers=loaded_levers(levers, base),
     )

@@ -9,6 +9,7 @@ sequence, which needs ordinary padded batches.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,9 +57,9 @@ def count_loss_tokens(features: list[dict[str, Any]]) -> int:
 
 @dataclass
 class PackedCollator:
-    """Lays a batch end to end in one row: input_ids, labels and position ids restarting at 0
-    for each example. The first label of each example is masked, so no token learns to predict
-    across an example boundary."""
+    """Lays a batch end to end in one row: input_ids, labels, position ids restarting at 0 for
+    each example, and the example boundaries. The first label of each example is masked, so no
+    token learns to predict across an example boundary."""
 
     def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, Any]:
         import torch
@@ -66,14 +67,24 @@ class PackedCollator:
         ids: list[int] = []
         labels: list[int] = []
         positions: list[int] = []
+        ends = [0]
         for feature in batch:
             ids += feature["input_ids"]
             labels += [IGNORE_INDEX, *feature["labels"][1:]]
             positions += range(len(feature["input_ids"]))
+            ends.append(len(ids))
+        # Example boundaries as cumulative lengths, the form flash-attention's varlen kernels
+        # and our packed SDPA (`training.attention`) read; other attention ignores them.
+        bounds = torch.tensor(ends, dtype=torch.int32)
+        longest = max(b - a for a, b in itertools.pairwise(ends))
         return {
             "input_ids": torch.tensor([ids]),
             "labels": torch.tensor([labels]),
             "position_ids": torch.tensor([positions]),
+            "cu_seq_lens_q": bounds,
+            "cu_seq_lens_k": bounds,
+            "max_length_q": longest,
+            "max_length_k": longest,
         }
 
 

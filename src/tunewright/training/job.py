@@ -24,3 +24,5 @@ class Job:
     inputs: list[Path] = field(default_factory=list)
     # Every trainable parameter gets a gradient each step, so DDP need not search for idle ones.
     every_parameter_used: bool = False
+    # The memory levers as resolved for this run (`training.levers`): key -> Lever.
+    levers: dict[str, Any] = field(default_factory=dict)

@@ -7,12 +7,17 @@ method has the same shape: (base model, PEFT config or None for full fine-tuning
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from tunewright.config import Config
-from tunewright.device import auto_dtype
 from tunewright.errors import TunewrightError
 from tunewright.methods import LORA_METHODS
+
+# Non-reentrant checkpointing: torch's recommended variant, and the one that needs no input
+# that requires gradients (frozen bases) and keeps keyword arguments.
+CHECKPOINTING_KWARGS = {"use_reentrant": False}
 
 
 class MethodUnavailableError(TunewrightError):
@@ -35,25 +40,69 @@ def check_method_available(config: Config, device: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Precision:
+    """The dtypes a training run uses, resolved from `train.precision` and `model.dtype`."""
+
+    compute: str  # the autocast dtype of forward and backward (float32: no autocast)
+    base_weights: str  # what the base model's weights are loaded in (QLoRA: its compute dtype)
+    trained_weights: str  # adapters, or the full model's master weights: always float32
+    source: str  # "config", or "auto: <why>"
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (
+            f"precision {self.compute}: base weights {self.base_weights}, trained weights "
+            f"{self.trained_weights} ({self.source})"
+        )
+
+
+def resolve_precision(config: Config) -> Precision:
+    """`auto` takes the machine's rule (`tunewright.device`). Whatever is trained keeps float32
+    master weights: 16-bit AdamW updates would round away. A frozen base is loaded in the
+    compute dtype when that is bf16 (half the memory, no cast per matmul); an fp16 run loads it
+    in float32 and lets autocast do the rest, since fp16 overflows where bf16 does not."""
+    from tunewright.device import auto_precision
+
+    precision, source = config.train.precision, "config"
+    if precision == "auto":
+        chosen = auto_precision()
+        compute, source = chosen.dtype, f"auto: {chosen.reason}"
+    else:
+        compute = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[precision]
+    if config.model.dtype != "auto":
+        base = config.model.dtype
+        source += f"; model.dtype {base}"
+    elif config.train.method == "full" or compute == "float16":
+        base = "float32"
+    else:
+        base = compute
+    return Precision(compute, base, "float32", source)
+
+
 def compute_dtype(config: Config) -> Any:
     import torch
 
-    precision = config.train.precision
-    if precision == "auto":
-        return auto_dtype()
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return getattr(torch, resolve_precision(config).compute)
 
 
-def load_base_for_training(config: Config, folder: Any, *, num_labels: int | None = None) -> Any:
+def load_base_for_training(
+    config: Config, folder: Any, levers: Mapping[str, Any], *, num_labels: int | None = None
+) -> Any:
     """The base model, quantised to 4-bit NF4 for QLoRA, as a sequence classifier when
-    `num_labels` is given (encoder classification)."""
+    `num_labels` is given (encoder classification), with the attention kernel and gradient
+    checkpointing that `levers` chose."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    dtype = compute_dtype(config)
-    # fp16 weights make AdamW updates underflow; keep fp32 master weights, autocast does the rest.
-    load_dtype = torch.float32 if dtype == torch.float16 else dtype
-    kwargs: dict[str, Any] = {"dtype": load_dtype}
+    precision = resolve_precision(config)
+    dtype = getattr(torch, precision.compute)
+    kwargs: dict[str, Any] = {
+        "dtype": getattr(torch, precision.base_weights),
+        "attn_implementation": levers["attn_implementation"].value,
+    }
     if config.train.method == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -69,11 +118,31 @@ def load_base_for_training(config: Config, folder: Any, *, num_labels: int | Non
         )
     else:
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    checkpointing = bool(levers["gradient_checkpointing"].value)
     if config.train.method == "qlora":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs=CHECKPOINTING_KWARGS,
+        )
+    elif checkpointing:
+        enable_checkpointing(model)
     return model
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Recompute each layer's activations in the backward pass instead of keeping them. The
+    non-reentrant variant works whether or not the layer inputs need gradients and passes the
+    packed batches' keyword arguments through; input gradients on the embeddings keep PEFT's
+    adapters in the graph of every recomputed layer (PEFT does the same when it wraps a model
+    that already checkpoints)."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's new name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=CHECKPOINTING_KWARGS)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=CHECKPOINTING_KWARGS)
+    model.enable_input_require_grads()
 
 
 def peft_config(config: Config, task_type: str) -> Any | None:

@@ -1,5 +1,6 @@
-"""What the training stage can check before any work: the model, the method against the
-installed extras and the device, the distributed engine and its DeepSpeed file."""
+"""What the training stage can check before any work: the model, the method and the memory
+levers against the installed extras and the device, the distributed engine and its DeepSpeed
+file."""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ def preflight(config: Config) -> list[str]:
     problems = model_name_problems(config.model.name, config.base_dir)
     if config.train.backend != "local":
         return problems
+    from tunewright.device import detect_device
     from tunewright.training.engines import check_engine, deepspeed_settings
+    from tunewright.training.levers import lever_problems
     from tunewright.training.model_setup import check_method_available
 
     if config.train.method == "qlora":
         # Only QLoRA depends on the device, and finding the device imports torch (~2 s).
-        from tunewright.device import detect_device
-
         problems += _problems_of(check_method_available, config, detect_device())
+    problems += lever_problems(config, detect_device)  # asks the device only when it matters
     problems += _problems_of(check_engine, config)
     if config.train.distributed == "deepspeed" and config.train.deepspeed.config:
         problems += _problems_of(deepspeed_settings, config)
@@ -39,3 +41,22 @@ def _problems_of(check: Callable[..., object], *args: object) -> list[str]:
     except TunewrightError as exc:
         return [exc.message]
     return []
+
+
+def layout_problems(config: Config, nproc: int, nnodes: int) -> tuple[list[str], list[str]]:
+    """Problems (and notes) of running this config as `train --nproc NPROC --nnodes NNODES`:
+    the process layout itself, and what the distributed engine makes of it."""
+    from tunewright.training.distributed import DistContext
+    from tunewright.training.engines import plan_engine
+    from tunewright.training.launcher import Topology
+
+    problems = Topology(nproc, nnodes, 0, "rank0-host" if nnodes > 1 else None).problems()
+    if problems:
+        return problems, []
+    context = DistContext(world_size=nproc * nnodes, local_world_size=nproc)
+    try:
+        plan = plan_engine(config, context)
+    except TunewrightError:
+        return [], []  # the engine's own problem is already in preflight's list
+    note = f"train.distributed {plan.requested}: {plan.note}" if plan.note else None
+    return [], [note] if note else []

@@ -15,6 +15,7 @@ import json
 import resource
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,11 @@ def build_job(
     console = console or Console(stderr=True)
     context = context or DistContext()
     from tunewright.models import load_tokenizer, resolve_model
+    from tunewright.training.levers import check_levers_available
     from tunewright.training.model_setup import check_method_available
 
     check_method_available(config, detect_device())
+    check_levers_available(config, detect_device())
     train_records, eval_records, data_files = _prepared_data(config, console, context)
     from transformers import set_seed
 
@@ -96,7 +99,7 @@ def build_job(
     else:
         from tunewright.training.causal import build_causal_job
 
-        job = build_causal_job(config, folder, tokenizer, train_records, eval_records)
+        job = build_causal_job(config, folder, tokenizer, train_records, eval_records, context)
     job.inputs = data_files
     return job
 
@@ -153,7 +156,8 @@ def _run_job(
 ) -> TrainResult:
     from tunewright.training.defaults import resolve_hyper
     from tunewright.training.engines import engine_report, full_state_dict, plan_engine
-    from tunewright.training.model_setup import trainable_summary
+    from tunewright.training.levers import lever_record
+    from tunewright.training.model_setup import resolve_precision, trainable_summary
     from tunewright.training.plot import plot_loss
     from tunewright.training.trackers import tracker_env
 
@@ -180,19 +184,25 @@ def _run_job(
                 hint=f"Last good checkpoint: {last or 'none'}. Lower train.learning_rate, or use "
                 "precision fp32; resume with --resume after changing it.",
             )
-        final_eval = trainer.evaluate() if job.eval_features else {}
+        final_eval, watch.final_eval_seconds = _final_eval(trainer, job)
     trained = config.train.max_steps != 0
     engine = _check_engine(engine_report(trainer, context, plan), plan, console, trained)
+    started = time.perf_counter()
     weights = full_state_dict(trainer, engine["engine"])  # every rank takes part
+    watch.final_save_seconds = time.perf_counter() - started
     peaks = gather(context, peak_rss_mb())
     output = run.output(FULL_MODEL if config.train.method == "full" else ADAPTER)
     if context.is_main:
+        started = time.perf_counter()
         _save_weights(output, job, weights)
+        watch.final_save_seconds += time.perf_counter() - started
         plot_loss(metrics_path, run.output("loss.png"), f"{config.name}: {config.train.method}")
     metrics = _summary(trainer, final_eval, watch, job)
     run.extra.update(
         {
             "hyperparameters": hyper.as_dict(),
+            "levers": lever_record(job.levers),
+            "precision": resolve_precision(config).as_dict(),
             "metrics": metrics,
             **trainable_summary(job.model),
             **job.extra,
@@ -214,6 +224,24 @@ def _start_point(
         console.print("[yellow]--resume: no complete checkpoint, starting from scratch[/yellow]")
     _reset_outputs(checkpoints, metrics_path, start_from)
     return start_from
+
+
+def _final_eval(trainer: Any, job: Job) -> tuple[dict[str, Any], float]:
+    """The eval metrics of the weights being saved, and the seconds spent on them now. The
+    Trainer has usually evaluated those weights already (at the last step, or at the best
+    checkpoint it reloaded at the end); only when it has not is the eval split run once more."""
+    if not job.eval_features:
+        return {}, 0.0
+    state = trainer.state
+    step = state.global_step
+    if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
+        step = int(Path(state.best_model_checkpoint).name.split("-")[-1])
+    done = [e for e in state.log_history if "eval_loss" in e and e.get("step") == step]
+    if done:
+        return done[-1], 0.0
+    started = time.perf_counter()
+    metrics = trainer.evaluate()
+    return metrics, time.perf_counter() - started
 
 
 def last_checkpoint(checkpoints: Path) -> Path | None:
@@ -259,6 +287,9 @@ class Watchers:
     divergence: Any
     overfit: Any
     log: Any
+    clock: Any
+    final_eval_seconds: float = 0.0  # the evaluation after training, when one was needed
+    final_save_seconds: float = 0.0  # gathering and writing the final weights
 
 
 def _build_trainer(
@@ -278,6 +309,7 @@ def _build_trainer(
     from tunewright.training.callbacks import (
         CheckpointMark,
         DivergenceGuard,
+        LoopClock,
         MetricsLogCallback,
         OverfitWarning,
         ProgressCallback,
@@ -292,6 +324,7 @@ def _build_trainer(
         padded=job.extra.get("batching") != "padding-free",
         engine=engine_arguments(config, plan, context, job.model),
         every_parameter_used=job.every_parameter_used,
+        liger=bool(job.levers["liger"].value) if job.levers else False,
     )
     trainer = job.trainer_class(
         model=job.model,
@@ -302,11 +335,12 @@ def _build_trainer(
     )
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace it
     # Input tokens of all processes, counted by the Trainer.
-    tokens = lambda: trainer.state.num_input_tokens_seen  # noqa: E731
+    clock = LoopClock(lambda: trainer.state.num_input_tokens_seen)
     watch = Watchers(
-        DivergenceGuard(), OverfitWarning(console), MetricsLogCallback(metrics_path, tokens)
+        DivergenceGuard(), OverfitWarning(console), MetricsLogCallback(metrics_path, clock), clock
     )
-    for callback in (ProgressCallback(tokens, console), watch.log, CheckpointMark()):
+    # The clock first: the progress bar and the metrics log read it at the same events.
+    for callback in (clock, ProgressCallback(clock, console), watch.log, CheckpointMark()):
         trainer.add_callback(callback)
     trainer.add_callback(watch.divergence)
     trainer.add_callback(watch.overfit)
@@ -331,23 +365,27 @@ def _summary(trainer: Any, final_eval: dict, watch: Watchers, job: Job) -> dict[
     history = trainer.state.log_history
     losses = [e["loss"] for e in history if "loss" in e]
     runtime = next((e for e in reversed(history) if "train_runtime" in e), {})
-    seconds = runtime.get("train_runtime") or 0.0
-    tokens = trainer.state.num_input_tokens_seen - watch.log.start_tokens  # this session's
+    clock = watch.clock  # this session's loop: a resumed run counts from its checkpoint
     return {
         "steps": trainer.state.global_step,
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
         "eval_loss": final_eval.get("eval_loss"),
-        "train_seconds": round(seconds, 2),
-        "tokens_seen": tokens,
-        "tokens_per_s": round(tokens / seconds, 2) if seconds else None,
+        # the whole `trainer.train()` call: loop, evaluations and checkpoints
+        "train_seconds": round(runtime.get("train_runtime") or 0.0, 2),
+        "train_loop_seconds": round(clock.loop_seconds, 2),
+        "eval_seconds": round(clock.eval_seconds + watch.final_eval_seconds, 2),
+        "save_seconds": round(clock.save_seconds + watch.final_save_seconds, 2),
+        "tokens_seen": clock.tokens,
+        "tokens_per_s": clock.tokens_per_s,  # over the loop alone, as the progress bar shows
         "overfitting_warning": watch.overfit.warning,
         "best_checkpoint": trainer.state.best_model_checkpoint,
     }
 
 
 def _print_plan(console: Console, config: Config, hyper: Any, job: Job, plan: Any) -> None:
-    from tunewright.training.model_setup import trainable_summary
+    from tunewright.training.levers import describe as describe_levers
+    from tunewright.training.model_setup import resolve_precision, trainable_summary
 
     counts = trainable_summary(job.model)
     values = ", ".join(f"{k} {getattr(hyper, k)} ({hyper.sources[k]})" for k in hyper.sources)
@@ -362,5 +400,6 @@ def _print_plan(console: Console, config: Config, hyper: Any, job: Job, plan: An
         f"[bold]train[/bold]: {config.train.method} on {config.model.name}, "
         f"{len(job.train_features)} train / {len(job.eval_features)} eval examples, "
         f"{counts['trainable_parameters']:,} of {counts['total_parameters']:,} parameters "
-        f"trainable\n  {values}\n  {batch}{engine}{note}"
+        f"trainable\n  {values}\n  {batch}{engine}{note}\n  "
+        f"{resolve_precision(config).describe()}\n  {describe_levers(job.levers)}"
     )

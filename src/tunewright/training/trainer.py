@@ -65,6 +65,8 @@ class SelectiveLossTrainer(EngineTrainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> Any:
         labels = inputs.pop("labels")
+        if getattr(getattr(self, "args", None), "use_liger_kernel", False):
+            return self._fused_loss(model, inputs, labels, return_outputs, num_items_in_batch)
         targets = labels[0, 1:]  # the token each position predicts
         keep = (targets != IGNORE_INDEX).nonzero().squeeze(-1)
         outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
@@ -76,6 +78,25 @@ class SelectiveLossTrainer(EngineTrainer):
             loss = loss / num_items_in_batch
             if self.args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
+
+    def _fused_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        labels: torch.Tensor,
+        return_outputs: bool,
+        num_items_in_batch: torch.Tensor | int | None,
+    ) -> Any:
+        """CUDA with Liger (`train.liger`): the patched forward takes the labels and computes the
+        cross-entropy from the hidden states chunk by chunk, never holding the logits. It shifts
+        the labels and divides by `num_items_in_batch` (else by the labelled tokens) as above."""
+        outputs = model(
+            **inputs, labels=labels, use_cache=False, num_items_in_batch=num_items_in_batch
+        )
+        loss = outputs.loss
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
 
     def prediction_step(

@@ -6,10 +6,14 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
+from tunewright.files import read_jsonl
 from tunewright.training.callbacks import (
     COMPLETE_MARK,
     DivergenceGuard,
+    LoopClock,
+    MetricsLogCallback,
     OverfitWarning,
+    ProgressCallback,
     last_complete_checkpoint,
 )
 
@@ -54,3 +58,38 @@ def test_last_complete_checkpoint_ignores_unmarked(tmp_path):
     # checkpoint-30 was being written when the process died
     assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-20"
     assert last_complete_checkpoint(tmp_path / "none") is None
+
+
+def test_loop_clock_leaves_out_evaluation_and_saving(tmp_path):
+    """Two steps with an evaluation and a checkpoint between them, on a scripted timer: the
+    loop's seconds exclude both, and the progress bar and metrics.jsonl show the clock's speed."""
+    now, seen = [0.0], [0]
+    clock = LoopClock(lambda: seen[0], timer=lambda: now[0])
+    bar = ProgressCallback(clock, Console(quiet=True))
+    log = MetricsLogCallback(tmp_path / "metrics.jsonl", clock)
+    state = SimpleNamespace(global_step=0, max_steps=2, epoch=0.0, is_world_process_zero=True)
+
+    def event(name: str, at: float, **kwargs: object) -> None:
+        now[0] = at
+        for callback in (clock, bar, log):  # the order stage.py adds them in
+            getattr(callback, name)(None, state, control(), **kwargs)
+
+    event("on_train_begin", 0.0)
+    state.global_step, seen[0] = 1, 100
+    event("on_step_end", 2.0)
+    event("on_log", 2.5, logs={"loss": 1.5})
+    event("on_log", 5.0, logs={"eval_loss": 1.4})  # logged at the end of the evaluation
+    event("on_evaluate", 5.5, metrics={"eval_loss": 1.4})  # evaluation: 2.5 -> 5.5
+    event("on_save", 6.5)  # checkpoint: 5.5 -> 6.5
+    state.global_step, seen[0] = 2, 300
+    event("on_step_end", 8.5)
+    event("on_log", 8.5, logs={"loss": 1.2})
+    event("on_train_end", 9.0)
+    event("on_evaluate", 12.0, metrics={"eval_loss": 1.3})  # after training: not the loop's
+
+    assert (clock.eval_seconds, clock.save_seconds) == (3.0, 1.0)
+    assert clock.loop_seconds == 8.5 - 3.0 - 1.0
+    assert clock.tokens == 300 and clock.tokens_per_s == round(300 / 4.5, 2)
+    assert bar.speed == clock.tokens_per_s
+    entries = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [e["tokens_per_s"] for e in entries] == [50.0, 50.0, clock.tokens_per_s]

@@ -10,9 +10,9 @@ import pytest
 from tests.support.projects import addition_rows, make_project
 
 from tunewright.config import load_config
-from tunewright.training import plan as planner
+from tunewright.training import memory as planner
 from tunewright.training.defaults import resolve_hyper
-from tunewright.training.plan import (
+from tunewright.training.memory import (
     ACTIVATION_VALUES,
     ADAM_BYTES,
     NF4_BYTES,
@@ -20,9 +20,9 @@ from tunewright.training.plan import (
     Shapes,
     Tokens,
     estimate_memory,
-    eta_seconds,
     meta_shapes,
 )
+from tunewright.training.plan import eta_seconds
 
 
 def write_project(folder: Path, model: Path) -> Path:
