@@ -37,6 +37,7 @@ def training_arguments(
     import torch
     from transformers import TrainingArguments
 
+    from tunewright.training.levers import resolve_optimizer
     from tunewright.training.model_setup import compute_dtype
 
     train = config.train
@@ -56,7 +57,7 @@ def training_arguments(
         warmup_steps=train.warmup_ratio,  # a float below 1 is a share of all steps
         weight_decay=train.weight_decay,
         lr_scheduler_type=train.lr_scheduler,
-        optim=OPTIMIZERS[train.optimizer],
+        optim=OPTIMIZERS[resolve_optimizer(config).value],
         # Liger's kernels patch the model when training starts; its fused linear-cross-entropy
         # then computes the loss from the hidden states (SelectiveLossTrainer passes labels).
         use_liger_kernel=liger,

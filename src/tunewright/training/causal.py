@@ -35,7 +35,12 @@ def build_causal_job(
     from tunewright.training.job import Job
     from tunewright.training.levers import loaded_levers, resolve_levers
     from tunewright.training.memory import causal_checkpointing
-    from tunewright.training.model_setup import load_base_for_training, wrap_model
+    from tunewright.training.model_setup import (
+        load_base_for_training,
+        resolve_precision,
+        skip_adapter_input_casts,
+        wrap_model,
+    )
     from tunewright.training.trainer import EngineTrainer, SelectiveLossTrainer
 
     if not config.train.train_on_prompt:
@@ -62,6 +67,8 @@ def build_causal_job(
         attention = register_packed_sdpa()
         base.set_attn_implementation(attention)
     model = wrap_model(config, base, "CAUSAL_LM")
+    if config.train.method == "lora" and resolve_precision(config).compute != "float32":
+        skip_adapter_input_casts(model)
     return Job(
         model=model,
         tokenizer=tokenizer,

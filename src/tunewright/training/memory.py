@@ -47,7 +47,7 @@ from typing import Any
 from tunewright.config import Config
 from tunewright.device import detect_device
 from tunewright.errors import TunewrightError
-from tunewright.training.levers import NO_CHECKPOINTING, Lever
+from tunewright.training.levers import NO_CHECKPOINTING, Lever, resolve_optimizer
 
 ACTIVATION_VALUES = 42  # hidden-size values kept per token per layer (calibrated, see above)
 LOGIT_COPIES = 3  # fp32 logits, their log-softmax and its gradient, at each loss position
@@ -242,7 +242,7 @@ def estimate_memory(
     kept = shapes.layers * ACTIVATION_VALUES
     if checkpointing:
         kept = shapes.layers * CHECKPOINT_VALUES + ACTIVATION_VALUES
-    optimizer = config.train.optimizer
+    optimizer = resolve_optimizer(config).value
     state = (
         shapes.adafactor_bytes
         if optimizer == "adafactor"
@@ -368,7 +368,7 @@ def _lever_options(
         # step (frozen weights: the backward computes input gradients only, ~1 forward)
         share = "+33%" if train.method == "full" else "+50%"
         options.append(("train.gradient_checkpointing", True, f"{share} step time"))
-    if train.optimizer in ("adamw", "adamw_fused") and bnb:
+    if resolve_optimizer(config).value in ("adamw", "adamw_fused") and bnb:
         cost = "-75% optimizer state"
         if _device_name() == "cpu":
             seconds = shapes.trainable_params * BNB8_CPU_SECONDS

@@ -188,6 +188,17 @@ def wrap_model(config: Config, model: Any, task_type: str) -> Any:
     return get_peft_model(model, spec)
 
 
+def skip_adapter_input_casts(model: Any) -> None:
+    """Under 16-bit autocast, stop PEFT casting each LoRA layer's input to the adapter's float32:
+    autocast casts it straight back to 16 bits for the matmul, so both copies are wasted (about
+    2% of a bf16 LoRA step on the embedded model). The adapter weights stay float32."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = False
+
+
 def trainable_summary(model: Any) -> dict[str, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
