@@ -138,12 +138,16 @@ def test_qlora_merges_into_dequantised_base_and_reports_both_checks(trained):
 
 
 def test_merge_straight_into_nf4_is_caught_and_leaves_no_merged_folder(trained, monkeypatch):
+    from tunewright.training.levers import Lever, resolve_levers
     from tunewright.training.model_setup import load_base_for_training
+
+    def nf4_base(config, base_dir):  # the base as trained: NF4 weights
+        return load_base_for_training(config, base_dir, resolve_levers(config, Lever(False, "")))
 
     config = load_config(trained("qlora"))
     merge_adapter(config)  # a good merge first: the failed one must not leave it looking current
     # The naive path: merge into the NF4 weights, which re-quantises them.
-    monkeypatch.setattr(merge_module, "load_merge_base", load_base_for_training)
+    monkeypatch.setattr(merge_module, "load_merge_base", nf4_base)
     with pytest.raises(ParityError, match="parity check failed") as info:
         merge_adapter(config)
     assert "vs the adapter on the weights it was merged into" in info.value.message

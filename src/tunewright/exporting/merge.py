@@ -102,9 +102,12 @@ def probe_as_trained(
     says it all."""
     if config.train.method != "qlora":
         return None
+    from tunewright.training.levers import Lever, resolve_levers
     from tunewright.training.model_setup import load_base_for_training
 
-    model = load_adapter_model(load_base_for_training(config, base_dir), adapter_dir)
+    # Probes only run forward: the base as trained, without checkpointing.
+    levers = resolve_levers(config, Lever(False, "merge: forward only"))
+    model = load_adapter_model(load_base_for_training(config, base_dir, levers), adapter_dir)
     adapter_on = run_probes(model, tokenizer, probes)
     with model.disable_adapter():
         adapter_off = run_probes(model, tokenizer, probes, replies=False)

@@ -36,7 +36,7 @@ from tunewright.runs import (
     stage_dir,
     stage_run,
 )
-from tunewright.training.distributed import DistContext, gather, run_on_main
+from tunewright.training.distributed import DistContext, barrier, gather, run_on_main
 from tunewright.training.job import Job
 
 STAGE = TRAIN
@@ -66,7 +66,9 @@ def train_model(
         console = Console(stderr=True, quiet=True)
     try:
         job = build_job(config, console, context)
-        return run_job(config, job, resume=resume, console=console, context=context)
+        result = run_job(config, job, resume=resume, console=console, context=context)
+        barrier(context)  # nobody leaves while a peer may still be talking to it
+        return result
     finally:
         leave_distributed(context)
 
