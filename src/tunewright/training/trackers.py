@@ -19,6 +19,9 @@ def tracker_env(config: Config, stage_dir: Path, main: bool = True) -> Iterator[
     env = {"TENSORBOARD_LOGGING_DIR": str(stage_dir / "tensorboard")}
     if "wandb" in config.train.report_to:
         env.update({"WANDB_DIR": str(stage_dir), "WANDB_PROJECT": "tunewright"})
+        # W&B would otherwise wrap sys.stdout/sys.stderr to upload the terminal: the metrics go
+        # to it anyway, and a wrapper that outlives the run breaks whoever prints next.
+        env["WANDB_CONSOLE"] = os.environ.get("WANDB_CONSOLE", "off")
         if not os.environ.get("WANDB_API_KEY"):
             env["WANDB_MODE"] = "offline"
     if "mlflow" in config.train.report_to:
