@@ -13,6 +13,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no calls home from a test run
 # `auto` precision depends on the processor (bf16 where it multiplies bf16 natively). The suite
 # pins it to float32 so every processor runs the same numbers; bf16 is tested explicitly.
 os.environ.setdefault("TUNEWRIGHT_CPU_BF16", "0")

@@ -27,11 +27,14 @@ def tracker_env(config: Config, stage_dir: Path, main: bool = True) -> Iterator[
     if "mlflow" in config.train.report_to:
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{stage_dir / 'mlflow.db'}"
         env.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "tunewright"})
-        if main:
-            _ensure_mlflow_experiment(uri, stage_dir / "mlruns")
+        # MLflow otherwise phones home from a background thread (unreachable offline, and its
+        # DNS lookup from that thread has crashed the process here).
+        env["MLFLOW_DISABLE_TELEMETRY"] = os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
+        if "mlflow" in config.train.report_to and main:
+            _ensure_mlflow_experiment(env["MLFLOW_TRACKING_URI"], stage_dir / "mlruns")
         yield
     finally:
         if "wandb" in config.train.report_to:
