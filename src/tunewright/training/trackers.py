@@ -56,9 +56,15 @@ def _end_wandb() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is None:
         return
-    if wandb.run is not None:
-        wandb.finish()
-    wandb.teardown()
+    # Tearing down puts back the sys.stdout/sys.stderr W&B found when it first started in this
+    # process, which may be long closed (a notebook cell's, a test's captured stream): keep ours.
+    streams = sys.stdout, sys.stderr
+    try:
+        if wandb.run is not None:
+            wandb.finish()
+        wandb.teardown()
+    finally:
+        sys.stdout, sys.stderr = streams
 
 
 def _ensure_mlflow_experiment(uri: str, artifacts: Path) -> None:
