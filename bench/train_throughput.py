@@ -162,7 +162,10 @@ def cpu_info() -> tuple[str, set[str]]:
 
 
 def has_native_bf16(flags: set[str]) -> bool:
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    """The same rule tunewright's `auto` precision uses, so every side gets bf16 or none does."""
+    from tunewright.device import CPU_BF16_FLAGS
+
+    return bool(flags & set(CPU_BF16_FLAGS))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ torch is imported inside the functions: the CLI imports this module and should s
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +77,10 @@ def cpu_bf16() -> tuple[bool, str]:
     return False, "CPU without native bf16 (no avx512_bf16 or amx_bf16): bf16 would be emulated"
 
 
-def cpu_flags() -> set[str]:
-    """The CPU feature flags torch sees (its own cpuinfo probes), plus Linux's /proc/cpuinfo."""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags torch sees (its own cpuinfo probes), plus Linux's /proc/cpuinfo;
+    read once per process (every model load asks)."""
     import torch
 
     probes = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}
@@ -88,4 +91,4 @@ def cpu_flags() -> set[str]:
             if line.startswith("flags"):
                 flags.update(line.partition(":")[2].split())
                 break
-    return flags
+    return frozenset(flags)
