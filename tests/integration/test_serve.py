@@ -57,7 +57,10 @@ class ServerThread:
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        # log_config=None: uvicorn's dictConfig would close every logging handler in the process,
+        # and absl's closes its stream, which can be pytest's own capture file
+        config = uvicorn.Config(app, log_level="warning", log_config=None)
+        self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
         )

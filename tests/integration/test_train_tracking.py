@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 
 from tests.support.projects import addition_rows, make_project
 
@@ -49,7 +50,10 @@ def test_a_second_run_in_the_same_process_gets_its_own_wandb_run(tmp_path, tiny_
         config = make_project(
             tmp_path / name, model=tiny_model_dir, rows=addition_rows(12), name=name, train=train
         )
+        hooks = sys.stdout, sys.stderr, sys.excepthook, sys.exit
         train_model(load_config(config))
+        # W&B swaps the process's streams and hooks; what it leaves behind outlives the run
+        assert (sys.stdout, sys.stderr, sys.excepthook, sys.exit) == hooks
         stages.append(tmp_path / name / "runs" / name / "train")
     for stage in stages:
         assert len(list((stage / "wandb").glob("offline-run-*"))) == 1, stage

@@ -403,7 +403,11 @@ class StubServer:
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
-        config = uvicorn.Config(build_app(self.state), log_level="warning", lifespan="off")
+        # log_config=None: uvicorn's dictConfig would close every logging handler in the process,
+        # and absl's closes its stream, which can be pytest's own capture file
+        config = uvicorn.Config(
+            build_app(self.state), log_level="warning", lifespan="off", log_config=None
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True

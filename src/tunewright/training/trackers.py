@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,10 @@ def tracker_env(config: Config, stage_dir: Path, main: bool = True) -> Iterator[
         # DNS lookup from that thread has crashed the process here).
         env["MLFLOW_DISABLE_TELEMETRY"] = os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")
     saved = {k: os.environ.get(k) for k in env}
+    # W&B swaps the process's hooks (sys.excepthook, sys.exit) for its own and, on teardown, may
+    # put back the streams it saw first in this process, possibly long closed: the caller gets
+    # its own back once the run is over.
+    hooks = sys.stdout, sys.stderr, sys.excepthook, sys.exit
     os.environ.update(env)
     try:
         if "mlflow" in config.train.report_to and main:
@@ -39,6 +44,7 @@ def tracker_env(config: Config, stage_dir: Path, main: bool = True) -> Iterator[
     finally:
         if "wandb" in config.train.report_to:
             _end_wandb()
+        sys.stdout, sys.stderr, sys.excepthook, sys.exit = hooks
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -51,20 +57,12 @@ def _end_wandb() -> None:
     open, and the session keeps the settings (WANDB_DIR, mode) it first read: a second training
     in the same process (a notebook, the test suite) would log into the old run, in the old
     run's folder."""
-    import sys
-
     wandb = sys.modules.get("wandb")
     if wandb is None:
         return
-    # Tearing down puts back the sys.stdout/sys.stderr W&B found when it first started in this
-    # process, which may be long closed (a notebook cell's, a test's captured stream): keep ours.
-    streams = sys.stdout, sys.stderr
-    try:
-        if wandb.run is not None:
-            wandb.finish()
-        wandb.teardown()
-    finally:
-        sys.stdout, sys.stderr = streams
+    if wandb.run is not None:
+        wandb.finish()
+    wandb.teardown()
 
 
 def _ensure_mlflow_experiment(uri: str, artifacts: Path) -> None:
