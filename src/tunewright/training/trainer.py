@@ -21,6 +21,28 @@ from transformers import Trainer
 
 from tunewright.chat import IGNORE_INDEX
 from tunewright.training.engines import enable_fsdp_on_cpu
+from tunewright.training.head_loss import chunked_head_loss, plain_head
+
+
+def _run_without_head(
+    model: torch.nn.Module, inputs: dict[str, Any], keep: torch.Tensor
+) -> tuple[Any, torch.Tensor]:
+    """The model's forward with the head fed nothing: returns its outputs and the hidden states
+    the head would have received at the `keep` positions (after the final norm and whatever
+    else the architecture does before its head), shape (len(keep), hidden)."""
+    head = getattr(model, "module", model).get_output_embeddings()
+    seen: list[torch.Tensor] = []
+
+    def take(_module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        seen.append(args[0])
+        return (args[0][..., :0, :], *args[1:])
+
+    handle = head.register_forward_pre_hook(take)
+    try:
+        outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+    finally:
+        handle.remove()
+    return outputs, seen[-1].squeeze(0)
 
 
 class EngineTrainer(Trainer):
@@ -69,9 +91,15 @@ class SelectiveLossTrainer(EngineTrainer):
             return self._fused_loss(model, inputs, labels, return_outputs, num_items_in_batch)
         targets = labels[0, 1:]  # the token each position predicts
         keep = (targets != IGNORE_INDEX).nonzero().squeeze(-1)
-        outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
-        logits = outputs.logits[0].float()
-        loss = F.cross_entropy(logits, targets[keep], reduction="sum")
+        weight = self._plain_head_weight(model)
+        if weight is not None:
+            outputs, hidden = _run_without_head(model, inputs, keep)
+            loss = chunked_head_loss(hidden, weight, targets[keep])
+        else:
+            outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+            # squeeze, not [0]: the backward of an index zero-fills a gradient of the logits' size
+            logits = outputs.logits.squeeze(0).float()
+            loss = F.cross_entropy(logits, targets[keep], reduction="sum")
         if num_items_in_batch is None:
             loss = loss / max(int(keep.numel()), 1)
         else:
@@ -79,6 +107,13 @@ class SelectiveLossTrainer(EngineTrainer):
             if self.args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
+
+    def _plain_head_weight(self, model: torch.nn.Module) -> torch.nn.Parameter | None:
+        """The head's weight when `chunked_head_loss` can stand in for head + cross-entropy:
+        not under FSDP or DeepSpeed, whose shards are not the whole weight."""
+        if getattr(self, "is_fsdp_enabled", False) or getattr(self, "is_deepspeed_enabled", False):
+            return None
+        return plain_head(getattr(model, "module", model))  # DDP wraps the model in .module
 
     def _fused_loss(
         self,

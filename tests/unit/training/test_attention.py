@@ -71,3 +71,35 @@ def test_without_boundaries_it_is_plain_sdpa_with_the_padding_mask(setup):
             logits[implementation] = model.eval()(**inputs).logits
     real = padded["attention_mask"].bool()
     assert torch.allclose(logits["sdpa"][real], logits[PACKED_SDPA][real], atol=1e-6)
+
+
+# The second row mixes one example past MATMUL_MAX_LEN (SDPA's kernel) with a short one (matmuls).
+@pytest.mark.parametrize("lengths", [[5, 17, 9], [600, 40]])
+def test_packed_attention_matches_sdpa_per_example_with_gradients(lengths):
+    from tunewright.training.attention import packed_sdpa
+    torch.manual_seed(0)
+    heads, kv_heads, dim, total = 6, 2, 16, sum(lengths)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = heads // kv_heads, True
+    module.eval()
+    q = torch.randn(1, heads, total, dim, requires_grad=True)
+    k = torch.randn(1, kv_heads, total, dim, requires_grad=True)
+    v = torch.randn(1, kv_heads, total, dim, requires_grad=True)
+    bounds = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
+    got, _ = packed_sdpa(module, q, k, v, None, cu_seq_lens_q=bounds, cu_seq_lens_k=bounds)
+    parts, start = [], 0
+    for n in lengths:
+        s = slice(start, start + n)
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q[:, :, s], k[:, :, s], v[:, :, s], is_causal=True, enable_gqa=True
+        )
+        parts.append(out.transpose(1, 2))
+        start += n
+    want = torch.cat(parts, dim=1)
+    assert got.shape == (1, total, heads, dim)
+    assert torch.allclose(got, want, atol=1e-5)
+    weights = torch.randn_like(want)
+    got_grads = torch.autograd.grad((got * weights).sum(), (q, k, v))
+    want_grads = torch.autograd.grad((want * weights).sum(), (q, k, v))
+    for g, w in zip(got_grads, want_grads, strict=True):
+        assert torch.allclose(g, w, atol=1e-4)
