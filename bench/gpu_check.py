@@ -123,9 +123,6 @@ def run_setting(name: str, args: argparse.Namespace) -> tuple[float, float]:
         sync()
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else float("nan")
-    del model, optimizer
-    if args.device == "cuda":
-        torch.cuda.empty_cache()
     return tokens / seconds, peak
 
 
@@ -147,6 +144,8 @@ def main() -> None:
     print("|---|---|---|")
     for setting in settings:
         speed, peak = run_setting(setting, args)
+        if args.device == "cuda":
+            torch.cuda.empty_cache()  # the setting's model is gone with run_setting's frame
         print(f"| {setting} | {speed:.0f} | {peak:.1f} |", flush=True)
 
 

@@ -151,7 +151,8 @@ DEEP_STRINGS = [deep(100_000), deep(100_000, "{"), "[" + "9" * 5000 + "]", deep(
 HUGE_SIZES = (20_000, 140_000)  # the second is past csv's default field limit (131,072)
 KEYS = (
     "messages conversations instruction output input system history text label prompt "
-    "completion chosen rejected document summary tools role content from value"
+    "completion chosen rejected document summary tools role content from value "
+    "preferred_output non_preferred_output"
 ).split()
 
 
@@ -253,6 +254,43 @@ FORMAT_ROWS = {
     ),
     "preference": st.fixed_dictionaries(
         {"prompt": texts | pairs, "chosen": answers | pairs, "rejected": answers | pairs}
+    ),
+    "preference/sharegpt": st.fixed_dictionaries(
+        {
+            "conversations": sharegpt_pairs | turns,
+            "chosen": st.builds(lambda a: {"from": "gpt", "value": a}, answers) | answers,
+            "rejected": st.builds(lambda a: {"from": "gpt", "value": a}, answers) | odd_values,
+        }
+    ),
+    "preference/openai-dpo": st.fixed_dictionaries(
+        {
+            "input": st.fixed_dictionaries({"messages": messages}) | odd_values,
+            "preferred_output": st.lists(
+                st.builds(lambda a: {"role": "assistant", "content": a}, answers), max_size=2
+            ),
+            "non_preferred_output": messages | odd_values,
+        }
+    ),
+    "preference/hh": st.fixed_dictionaries(
+        {
+            "chosen": st.builds(lambda q, a: f"\n\nHuman: {q}\n\nAssistant: {a}", texts, answers)
+            | texts,
+            "rejected": st.builds(lambda q, a: f"\n\nHuman: {q}\n\nAssistant: {a}", texts, answers)
+            | odd_values,
+        }
+    ),
+    "feedback": st.fixed_dictionaries(
+        {
+            "messages": weighted((2, pairs), (1, messages)),
+            "label": st.booleans() | st.sampled_from(["true", "False", "yes", 1, None]),
+        }
+    ),
+    "feedback/trl": st.fixed_dictionaries(
+        {
+            "prompt": texts | pairs,
+            "completion": answers | pairs,
+            "label": st.booleans() | odd_values,
+        }
     ),
     "code": st.fixed_dictionaries({"prompt": texts, "completion": answers}),
     "classification": st.fixed_dictionaries(
@@ -614,6 +652,9 @@ FORMAT_COLUMNS = {
     "openai": (("messages", "messages"),),
     "sharegpt": (("conversations", "turns"),),
     "preference": (("prompt", "string"), ("chosen", "large_string"), ("rejected", "string")),
+    "preference/hh": (("chosen", "large_string"), ("rejected", "string")),
+    "feedback/trl": (("prompt", "string"), ("completion", "string"), ("label", "bool")),
+    "feedback": (("messages", "messages"), ("label", "bool")),
     "code": (("prompt", "string"), ("completion", "large_string")),
     "classification": (("text", "string"), ("label", "string")),
     "summarization": (("document", "string"), ("summary", "large_string")),

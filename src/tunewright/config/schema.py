@@ -64,8 +64,14 @@ class DataSection(Section):
         "code",
         "summarization",
         "preference",
+        "feedback",
         "text",
-    ] = Field("auto", description="Input format; auto detects it from the columns of each file.")
+    ] = Field(
+        "auto",
+        description="Input format; auto detects it from the columns of each file. preference "
+        "(pairs) and feedback (answers labelled desirable or not) each come in several shapes, "
+        "told apart by their columns.",
+    )
     columns: dict[str, str] = Field(
         default_factory=dict,
         description="Column map from the format's names to yours, e.g. {output: response}.",
@@ -107,6 +113,12 @@ class DataSection(Section):
     )
     allow_leakage: bool = Field(
         False, description="Let `data prepare` pass when eval examples also appear in train."
+    )
+    feedback_as_sft: bool = Field(
+        False,
+        description="Let supervised training use binary feedback data (answers labelled "
+        "desirable or not), learning the desirable answers only; without it, training refuses "
+        "such data.",
     )
 
 

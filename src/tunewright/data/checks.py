@@ -3,7 +3,10 @@ rejects.
 
 Every finding names the source `file:line` of the record it is about. Findings whose check is in
 REJECTING make a record unusable; the others are warnings. Duplicates and train/eval leaks are
-found by `tunewright.data.dedup` over each record's full text (prompt and answer).
+found by `tunewright.data.dedup` over each record's full text (prompt and answer). Preference
+pairs and binary feedback are compared with train by their prompt instead, and grouped by it for
+the split: several pairs or judged answers per prompt are normal, and an eval example whose
+prompt was trained on is a leak.
 """
 
 from __future__ import annotations
@@ -17,7 +20,15 @@ from typing import Any
 
 from tunewright.data.dedup import DuplicateIndex, Links, cross_duplicates, shared_ngrams
 from tunewright.data.load import JSONLimitError, parse_json
-from tunewright.data.records import ROLES, Record, answer_text, full_text, location
+from tunewright.data.records import (
+    PROMPTED,
+    ROLES,
+    Record,
+    answer_text,
+    full_text,
+    location,
+    prompt_text,
+)
 
 
 @dataclass
@@ -32,6 +43,8 @@ class Finding:
 # In report order. `leak` findings come from find_leaks and are gated separately.
 CHECKS = (
     "empty_output",
+    "missing_prompt",
+    "identical_pair",
     "bad_conversation",
     "invalid_tool_call",
     "encoding",
@@ -40,7 +53,15 @@ CHECKS = (
     "too_short",
 )
 REJECTING = frozenset(
-    {"empty_output", "exact_duplicate", "bad_conversation", "invalid_tool_call", "encoding"}
+    {
+        "empty_output",
+        "missing_prompt",
+        "identical_pair",
+        "exact_duplicate",
+        "bad_conversation",
+        "invalid_tool_call",
+        "encoding",
+    }
 )
 WARNINGS = frozenset(CHECKS) - REJECTING
 LEAK = "leak"
@@ -122,16 +143,19 @@ def find_leaks(
     ngram: int = 13,
 ) -> list[Finding]:
     """Eval records that also appear in train: exact copies, near-duplicates, or answers that
-    share a run of `ngram` words with a train answer. One finding per leaking eval record, the
-    strongest kind first; `location` is the eval record and `other` the train record."""
+    share a run of `ngram` words with a train answer. Pairs and feedback leak by their prompt:
+    a train example with the same prompt (or nearly) has shown the model that question. One
+    finding per leaking eval record, the strongest kind first; `location` is the eval record and
+    `other` the train record."""
     if ngram < 1:
         raise ValueError(f"ngram must be at least 1, got {ngram}")
-    copies = cross_duplicates(_full_texts(train), _full_texts(eval), near_duplicate_threshold)
+    copies = cross_duplicates(_leak_texts(train), _leak_texts(eval), near_duplicate_threshold)
     found: dict[int, tuple[int, str]] = {}
     for j, (i, jaccard) in copies.items():  # jaccard is None for an exact copy
+        what = "prompt" if eval[j].get("task") in PROMPTED else "example"
         kind = "exact duplicate" if jaccard is None else "near-duplicate"
         similarity = "" if jaccard is None else f", Jaccard {jaccard:.2f}"
-        found[j] = (i, f"{kind} of a train example{similarity}")
+        found[j] = (i, f"{kind} of a train {what}{similarity}")
     answers = shared_ngrams(_answer_texts(train), _answer_texts(eval), ngram)
     for j, (i, words) in answers.items():
         found.setdefault(j, (i, f'answer shares a {ngram}-gram with a train answer: "{words}"'))
@@ -139,6 +163,20 @@ def find_leaks(
         Finding(LEAK, j, location(eval[j]), detail, location(train[i]))
         for j, (i, detail) in sorted(found.items())
     ]
+
+
+def prompt_groups(records: list[Record], threshold: float = 0.85, seed: int = 0) -> list[int]:
+    """A group id per record: pairs and feedback whose prompts are equal or near-duplicates
+    share one (the smallest index in the group); every other record is alone. The splitter
+    joins these with the duplicate groups, so one prompt's examples land on one side."""
+    if not any(r.get("task") in PROMPTED for r in records):
+        return list(range(len(records)))
+    # Other records get no text: empty texts are nobody's duplicate.
+    texts = (
+        prompt_text(r) if r.get("task") in PROMPTED and not _structure_problem(r) else ""
+        for r in records
+    )
+    return DuplicateIndex(texts, seed).links(threshold).groups()
 
 
 def label_distribution(records: list[Record]) -> dict[str, Any]:
@@ -179,12 +217,16 @@ def minimum_count_warnings(task: str, count: int) -> list[str]:
 
 
 def _record_findings(index: int, record: Record, min_words: int) -> list[Finding]:
+    missing = _missing_prompt(record)
+    if missing:  # a pair or judged answer with no question: nothing to learn from it
+        return [Finding("missing_prompt", index, location(record), missing)]
     structure = _structure_problem(record)
     if structure:  # nothing else can be read safely from this record
         return [Finding("bad_conversation", index, location(record), structure)]
     messages = record["messages"]
     details = {
         "empty_output": _empty_output(record, messages),
+        "identical_pair": _identical_pair(record),
         "bad_conversation": "; ".join(_conversation_problems(record, messages)[:3]) or None,
         "invalid_tool_call": "; ".join(_tool_call_problems(messages)[:3]) or None,
         "encoding": _encoding_problem(_labelled_texts(record, messages)),
@@ -210,14 +252,45 @@ def _structure_problem(record: Record) -> str | None:
     return None
 
 
+def _missing_prompt(record: Record) -> str | None:
+    """Pairs and feedback need a user turn with text before their answers."""
+    if record.get("task") not in PROMPTED:
+        return None
+    messages = record.get("messages")
+    if not isinstance(messages, list):
+        return None  # reported as bad_conversation
+    prompt = messages if record["task"] == "preference" else messages[:-1]
+    for message in prompt:
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str) and content.strip():
+                return None
+    return "no prompt: no user turn with text before the answers"
+
+
 def _empty_output(record: Record, messages: list[dict[str, Any]]) -> str | None:
     if record.get("task") == "preference":
-        return None if str(record.get("chosen") or "").strip() else "chosen answer is empty"
+        empty = [side for side in ("chosen", "rejected") if not str(record.get(side) or "").strip()]
+        if not empty:
+            return None
+        return " and ".join(empty) + (
+            " answers are empty" if len(empty) == 2 else " answer is empty"
+        )
+    if record.get("task") == "feedback":  # the judged answer is the last turn
+        return None if (messages[-1].get("content") or "").strip() else "judged answer is empty"
     turns = [m for m in messages if m.get("role") == "assistant"]
     # No assistant turn at all is reported once, as bad_conversation.
     if not turns or any(m.get("tool_calls") or (m.get("content") or "").strip() for m in turns):
         return None
     return "assistant answer is empty"
+
+
+def _identical_pair(record: Record) -> str | None:
+    """A pair whose answers are the same (up to whitespace) teaches no preference."""
+    if record.get("task") != "preference":
+        return None
+    chosen, rejected = (" ".join(str(record.get(s) or "").split()) for s in ("chosen", "rejected"))
+    return "chosen and rejected answers are identical" if chosen and chosen == rejected else None
 
 
 def _too_short(record: Record, min_words: int) -> str | None:
@@ -254,6 +327,8 @@ def _conversation_problems(record: Record, messages: list[dict[str, Any]]) -> li
     has_answer = any(m.get("role") == "assistant" for m in messages)
     if task != "preference" and not has_answer:  # preference answers live in `chosen`
         problems.append("no assistant turn")
+    if task == "preference" and previous not in ("user", "tool"):
+        problems.append(f"the prompt's last turn is {previous}, not user (the answers follow it)")
     return problems
 
 
@@ -380,6 +455,17 @@ def _full_texts(records: list[Record]) -> Iterator[str]:
     # Unreadable records are already bad_conversation; calling them duplicates is noise. One at a
     # time: dedup keeps only the normalised copies (~30 MB per 100k rows less at the peak).
     return ("" if _structure_problem(r) else full_text(r) for r in records)
+
+
+def _leak_texts(records: list[Record]) -> list[str]:
+    return [_leak_text(r) for r in records]
+
+
+def _leak_text(record: Record) -> str:
+    """What leaks: the prompt of pairs and feedback, the whole example otherwise."""
+    if _structure_problem(record):
+        return ""
+    return prompt_text(record) if record.get("task") in PROMPTED else full_text(record)
 
 
 def _answer_texts(records: list[Record]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -109,10 +109,13 @@ def data_prepare(config: ConfigArg, overrides: OverridesArg = None) -> None:
 def data_export(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    to: Annotated[str, typer.Option("--to", help="openai, alpaca or sharegpt.")] = "openai",
+    to: Annotated[
+        str, typer.Option("--to", help="openai, alpaca, sharegpt, openai-dpo or trl.")
+    ] = "openai",
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
 ) -> None:
-    """Export the prepared train/eval data to OpenAI JSONL, alpaca JSON or sharegpt JSON."""
+    """Export the prepared train/eval data to OpenAI JSONL, alpaca JSON or sharegpt JSON;
+    preference pairs to OpenAI DPO JSONL or TRL JSONL, binary feedback to TRL JSONL."""
     from tunewright.config import load_config
     from tunewright.data.export import CONVERTERS, SUFFIX, export_records
     from tunewright.data.prepare import STAGE
@@ -120,7 +123,9 @@ def data_export(
     from tunewright.runs import MANIFEST, data_export_dir, data_split, stage_dir
 
     if to not in CONVERTERS:
-        raise TunewrightError(f"--to {to}: unknown format", hint="Use openai, alpaca or sharegpt.")
+        raise TunewrightError(
+            f"--to {to}: unknown format", hint=f"Use one of: {', '.join(CONVERTERS)}."
+        )
     cfg = load_config(config, overrides)
     data_dir = stage_dir(cfg, STAGE)
     target = out_dir or data_export_dir(cfg)
@@ -149,10 +154,12 @@ def data_render(
     index: Annotated[list[int] | None, typer.Option("--index", "-i", help="Example index.")] = None,
     split: Annotated[str, typer.Option(help="train or eval.")] = "train",
 ) -> None:
-    """Show the exact tokens an example trains on, marking those that carry loss."""
+    """Show the exact tokens an example trains on, marking those that carry loss; both sides
+    of a preference pair, and the label of binary feedback."""
     from tunewright.chat import render_example, render_markup
     from tunewright.config import load_config
     from tunewright.data.prepare import load_side
+    from tunewright.data.records import location, sides
     from tunewright.files import read_jsonl
     from tunewright.models import load_tokenizer, resolve_model
     from tunewright.runs import data_split
@@ -169,24 +176,34 @@ def data_render(
     for i in index or [0]:
         if not 0 <= i < len(records):
             raise TunewrightError(f"--index {i}: {split} has {len(records)} examples")
-        rendered = render_example(
-            tokenizer,
-            records[i]["messages"],
-            tools=records[i].get("tools"),
-            train_on_prompt=cfg.train.train_on_prompt,
-            max_seq_len=cfg.data.max_seq_len,
-        )
-        loss = sum(1 for label in rendered.labels if label != -100)
-        out.rule(f"{split}[{i}] {records[i]['source']['file']}:{records[i]['source']['line']}")
-        out.print(render_markup(tokenizer, rendered), highlight=False)
-        out.print(
-            f"{len(rendered.input_ids)} tokens, {loss} with loss"
-            + (
-                f", truncated from {rendered.full_length}"
-                if rendered.full_length > len(rendered.input_ids)
-                else ""
+        record = records[i]
+        for side, messages in sides(record):
+            rendered = render_example(
+                tokenizer,
+                messages,
+                tools=record.get("tools"),
+                train_on_prompt=cfg.train.train_on_prompt,
+                max_seq_len=cfg.data.max_seq_len,
             )
-        )
+            out.rule(f"{split}[{i}] {location(record)}" + (f" {side}" if side else ""))
+            out.print(render_markup(tokenizer, rendered), highlight=False)
+            out.print(_token_summary(rendered))
+        if record.get("task") == "feedback":
+            out.print(_feedback_label(record["label"]))
+
+
+def _token_summary(rendered: Any) -> str:
+    loss = sum(1 for label in rendered.labels if label != -100)
+    cut = rendered.full_length > len(rendered.input_ids)
+    return f"{len(rendered.input_ids)} tokens, {loss} with loss" + (
+        f", truncated from {rendered.full_length}" if cut else ""
+    )
+
+
+def _feedback_label(label: bool) -> str:
+    if label:
+        return "label: desirable (SFT with data.feedback_as_sft trains on this answer)"
+    return "label: undesirable (weight 0: SFT never trains on this answer)"
 
 
 def print_data_report(report: dict) -> None:

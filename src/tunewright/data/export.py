@@ -1,7 +1,10 @@
-"""Canonical records -> OpenAI chat JSONL, alpaca JSON or sharegpt JSON.
+"""Canonical records -> OpenAI chat JSONL, alpaca JSON, sharegpt JSON, OpenAI DPO JSONL or TRL
+JSONL.
 
 A record the target format cannot hold (tool calls in alpaca, say) is not squeezed in: it is
-listed with its reason, and the caller writes those to a file beside the export.
+listed with its reason, and the caller writes those to a file beside the export. Preference
+pairs go to `openai-dpo` or `trl`, binary feedback to `trl` (or `openai`, where its undesirable
+answers keep weight 0); the chat formats refuse them rather than drop an answer or a label.
 """
 
 from __future__ import annotations
@@ -11,15 +14,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tunewright.data.normalize import RowError
-from tunewright.data.records import Record, location
+from tunewright.data.records import Record, location, prompt_messages
 from tunewright.files import atomic_write_text, write_jsonl
 
-ExportFormat = Literal["openai", "alpaca", "sharegpt"]
-SUFFIX = {"openai": ".jsonl", "alpaca": ".json", "sharegpt": ".json"}
+ExportFormat = Literal["openai", "alpaca", "sharegpt", "openai-dpo", "trl"]
+SUFFIX = {
+    "openai": ".jsonl",
+    "alpaca": ".json",
+    "sharegpt": ".json",
+    "openai-dpo": ".jsonl",
+    "trl": ".jsonl",
+}
 TO_SHAREGPT = {"user": "human", "assistant": "gpt", "system": "system", "tool": "observation"}
 
 
 def to_openai(record: Record) -> dict[str, Any]:
+    """OpenAI chat: `messages` (weights kept, so feedback keeps its undesirable answers at
+    weight 0) and `tools`."""
+    _refuse_pairs(record, "openai")
     row: dict[str, Any] = {"messages": record["messages"]}
     if record.get("tools"):
         row["tools"] = record["tools"]
@@ -27,6 +39,8 @@ def to_openai(record: Record) -> dict[str, Any]:
 
 
 def to_alpaca(record: Record) -> dict[str, Any]:
+    _refuse_pairs(record, "alpaca")
+    _refuse_feedback(record, "alpaca")
     messages = list(record["messages"])
     row: dict[str, Any] = {}
     if messages and messages[0]["role"] == "system":
@@ -49,6 +63,8 @@ def to_alpaca(record: Record) -> dict[str, Any]:
 
 
 def to_sharegpt(record: Record) -> dict[str, Any]:
+    _refuse_pairs(record, "sharegpt")
+    _refuse_feedback(record, "sharegpt")
     conversations = []
     for message in record["messages"]:
         if message.keys() - {"role", "content", "tool_calls", "tool_call_id", "name"}:
@@ -81,7 +97,66 @@ def _arguments(arguments: Any) -> Any:
     return arguments
 
 
-CONVERTERS = {"openai": to_openai, "alpaca": to_alpaca, "sharegpt": to_sharegpt}
+def to_openai_dpo(record: Record) -> dict[str, Any]:
+    """OpenAI's DPO row: {"input": {"messages", "tools"?}, "preferred_output": [assistant],
+    "non_preferred_output": [assistant]}."""
+    if record.get("task") != "preference" or record.get("chosen") is None:
+        raise RowError("DPO needs preference data (prompt, chosen, rejected)")
+    prompt: dict[str, Any] = {"messages": record["messages"]}
+    if record.get("tools"):
+        prompt["tools"] = record["tools"]
+    return {
+        "input": prompt,
+        "preferred_output": [{"role": "assistant", "content": record["chosen"]}],
+        "non_preferred_output": [{"role": "assistant", "content": record.get("rejected") or ""}],
+    }
+
+
+def to_trl(record: Record) -> dict[str, Any]:
+    """TRL's conversational shapes: a pair as {"prompt", "chosen", "rejected"}, feedback as
+    {"prompt", "completion", "label"} (what DPOTrainer and KTOTrainer read), each a message
+    list; `tools` where the record has them."""
+    if record.get("task") == "preference":
+        row: dict[str, Any] = {
+            "prompt": _unweighted(record["messages"]),
+            "chosen": [{"role": "assistant", "content": record.get("chosen") or ""}],
+            "rejected": [{"role": "assistant", "content": record.get("rejected") or ""}],
+        }
+    elif record.get("task") == "feedback":
+        row = {
+            "prompt": _unweighted(prompt_messages(record)),
+            "completion": _unweighted(record["messages"][-1:]),
+            "label": record["label"],
+        }
+    else:
+        raise RowError("trl export holds preference pairs and feedback; use --to openai")
+    if record.get("tools"):
+        row["tools"] = record["tools"]
+    return row
+
+
+def _unweighted(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages without our loss weights: TRL's trainers decide what is trained."""
+    return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
+
+
+def _refuse_pairs(record: Record, target: str) -> None:
+    if record.get("task") == "preference":
+        raise RowError(f"{target} holds one answer per prompt; export pairs with openai-dpo or trl")
+
+
+def _refuse_feedback(record: Record, target: str) -> None:
+    if record.get("task") == "feedback":
+        raise RowError(f"{target} cannot mark an answer undesirable; export feedback with trl")
+
+
+CONVERTERS = {
+    "openai": to_openai,
+    "alpaca": to_alpaca,
+    "sharegpt": to_sharegpt,
+    "openai-dpo": to_openai_dpo,
+    "trl": to_trl,
+}
 
 
 def export_records(records: list[Record], fmt: ExportFormat, target: Path) -> list[dict[str, Any]]:
@@ -94,7 +169,7 @@ def export_records(records: list[Record], fmt: ExportFormat, target: Path) -> li
             rows.append(converter(record))
         except RowError as exc:
             skipped.append({"source": location(record), "reason": str(exc)})
-    if fmt == "openai":
+    if SUFFIX[fmt] == ".jsonl":
         write_jsonl(target, rows)
     else:
         atomic_write_text(target, json.dumps(rows, ensure_ascii=False, indent=1) + "\n")

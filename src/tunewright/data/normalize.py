@@ -1,24 +1,35 @@
 """Turning raw rows of any supported format into canonical records (see `records.py`).
 
 Each format is detected from a row's columns (after the user's column map) or declared in
-`data.format`. A row that does not fit its format is not guessed at: `normalize_row` raises
-`RowError` with the field at fault, and the caller rejects the row with that reason.
+`data.format`. Preference pairs and binary feedback come in several shapes each, detected per
+row by `pairs`; every other format has one shape, its name. A row that does not fit its format is
+not guessed at: `normalize_row` raises `RowError` with the field at fault, and the caller rejects
+the row with that reason.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from tunewright.data.load import JSONLimitError, parse_json
-from tunewright.data.records import ROLES, Record, make_record
+from tunewright.data.fields import (
+    RowError,
+    nested_field,
+    openai_messages,
+    sharegpt_messages,
+    text_field,
+    tools_field,
+)
+from tunewright.data.pairs import detect_pair_shape, normalize_pair
+from tunewright.data.records import PROMPTED, Record, make_record
 
-# Fields each format needs (required) and may have (optional), in the format's own names.
+__all__ = ["RowError", "apply_columns", "detect_format", "detect_shape", "normalize_row"]
+
+# Fields each single-shape format needs (required) and may have (optional), in its own names.
+# Preference pairs and feedback are detected by `pairs` before these.
 FORMATS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "openai": (("messages",), ("tools",)),
     "sharegpt": (("conversations",), ("tools", "system")),
     "alpaca": (("instruction", "output"), ("input", "system", "history")),
-    "preference": (("prompt", "chosen", "rejected"), ()),
     "code": (("prompt", "completion"), ()),
     "classification": (("text", "label"), ()),
     "summarization": (("document", "summary"), ()),
@@ -29,7 +40,6 @@ DETECTION_ORDER = (
     "openai",
     "sharegpt",
     "alpaca",
-    "preference",
     "code",
     "classification",
     "summarization",
@@ -39,27 +49,12 @@ DEFAULT_TASK = {
     "openai": "chat",
     "sharegpt": "chat",
     "alpaca": "instruction",
-    "preference": "preference",
     "code": "code",
     "classification": "classification",
     "summarization": "summarization",
     "text": "text",
 }
-SHAREGPT_ROLES = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "system": "system",
-    "observation": "tool",
-    "tool": "tool",
-    "function_call": "assistant",
-}
 SUMMARIZE_PROMPT = "Summarize the following document.\n\n"
-
-
-class RowError(ValueError):
-    """A row that does not fit its format; the message names the field."""
 
 
 def apply_columns(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
@@ -73,12 +68,24 @@ def apply_columns(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any
     return renamed
 
 
-def detect_format(row: dict[str, Any]) -> str | None:
+def detect_shape(row: dict[str, Any], fmt: str | None = None) -> str | None:
+    """The row's shape: `preference/<shape>` or `feedback/<shape>` (see `pairs`), or the name
+    of a single-shape format. `fmt`, a declared format, narrows the search to it."""
+    if fmt in PROMPTED:
+        return detect_pair_shape(row, fmt)
+    if fmt is not None:
+        return fmt
+    pair = detect_pair_shape(row)
+    if pair is not None:
+        return pair
     keys = set(row)
-    for name in DETECTION_ORDER:
-        if set(FORMATS[name][0]) <= keys:
-            return name
-    return None
+    return next((name for name in DETECTION_ORDER if set(FORMATS[name][0]) <= keys), None)
+
+
+def detect_format(row: dict[str, Any]) -> str | None:
+    """The row's format (a shape's task for pairs and feedback), or None."""
+    shape = detect_shape(row)
+    return shape.split("/")[0] if shape else None
 
 
 def normalize_row(
@@ -90,146 +97,55 @@ def normalize_row(
     task: str = "auto",
     system_prompt: str | None = None,
 ) -> Record:
-    """One raw row (already column-mapped) in format `fmt` -> a canonical record."""
-    for key in FORMATS[fmt][0]:
-        if key not in row or row[key] is None:
-            raise RowError(f"missing field '{key}' (format {fmt})")
-    builder = _BUILDERS[fmt]
-    record = builder(row, file, line)
-    record["task"] = DEFAULT_TASK[fmt] if task == "auto" else task
+    """One raw row (already column-mapped) in format or shape `fmt` -> a canonical record.
+
+    `task` overrides the format's task, except for pairs and feedback, whose task is their
+    shape: read as anything else, their answers would be trained on as they are."""
+    if fmt.split("/")[0] in PROMPTED:
+        record = normalize_pair(row, fmt, file, line)
+    else:
+        for key in FORMATS[fmt][0]:
+            if key not in row or row[key] is None:
+                raise RowError(f"missing field '{key}' (format {fmt})")
+        record = _BUILDERS[fmt](row, file, line)
+        record["task"] = DEFAULT_TASK[fmt] if task == "auto" else task
     messages = record["messages"]
     if system_prompt and not any(m["role"] == "system" for m in messages) and fmt != "text":
         messages.insert(0, {"role": "system", "content": system_prompt})
     return record
 
 
-def _text(row: dict[str, Any], key: str) -> str:
-    value = row.get(key)
-    if value is None:
-        return ""
-    if isinstance(value, (dict, list)):
-        raise RowError(f"field '{key}' must be text, got {type(value).__name__}")
-    return str(value)
-
-
-def _nested(row: dict[str, Any], key: str) -> Any:
-    """Nested fields may arrive as JSON text (CSV cells cannot hold lists)."""
-    value = row.get(key)
-    if isinstance(value, str) and value.lstrip().startswith(("[", "{")):
-        try:
-            return parse_json(value)
-        except json.JSONDecodeError as exc:
-            raise RowError(f"field '{key}' is not valid JSON: {exc.msg}") from None
-        except JSONLimitError as exc:
-            raise RowError(f"field '{key}' is unreadable JSON: {exc}") from None
-    return value
-
-
 def _from_openai(row: dict[str, Any], file: str, line: int) -> Record:
-    raw = _nested(row, "messages")
-    if not isinstance(raw, list):
-        raise RowError(f"field 'messages' must be a list, got {type(raw).__name__}")
-    messages = []
-    for i, message in enumerate(raw):
-        if not isinstance(message, dict):
-            raise RowError(f"messages[{i}] must be an object, got {type(message).__name__}")
-        if message.get("role") not in ROLES:
-            raise RowError(f"messages[{i}].role: unknown role {message.get('role')!r}")
-        clean = {k: v for k, v in message.items() if v is not None}
-        clean["content"] = _content_text(message.get("content"), f"messages[{i}].content")
-        messages.append(clean)
-    return make_record(messages, "chat", file, line, tools=_tools(row.get("tools")))
-
-
-def _content_text(content: Any, where: str) -> str:
-    """OpenAI content: a string, or a list of parts of which only text parts are supported."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise RowError(f"{where}: only text parts are supported, got {kind!r}")
-            texts.append(str(part.get("text", "")))
-        return "".join(texts)
-    raise RowError(f"{where} must be text, got {type(content).__name__}")
-
-
-def _tools(value: Any) -> list[Any] | None:
-    if value in (None, "", []):
-        return None
-    if isinstance(value, str):
-        try:
-            value = parse_json(value)
-        except json.JSONDecodeError as exc:
-            raise RowError(f"field 'tools' is not valid JSON: {exc.msg}") from None
-        except JSONLimitError as exc:
-            raise RowError(f"field 'tools' is unreadable JSON: {exc}") from None
-    if not isinstance(value, list):
-        raise RowError("field 'tools' must be a list of tool schemas")
-    return value
+    _refuse_label(row)
+    messages = openai_messages(nested_field(row, "messages"), "messages")
+    return make_record(messages, "chat", file, line, tools=tools_field(row.get("tools")))
 
 
 def _from_sharegpt(row: dict[str, Any], file: str, line: int) -> Record:
-    turns = _nested(row, "conversations")
-    if not isinstance(turns, list):
-        raise RowError("field 'conversations' must be a list")
+    _refuse_label(row)
     messages: list[dict[str, Any]] = []
     if row.get("system"):
-        messages.append({"role": "system", "content": _text(row, "system")})
-    for i, turn in enumerate(turns):
-        if not isinstance(turn, dict) or "from" not in turn:
-            raise RowError(f"conversations[{i}] needs 'from' and 'value'")
-        role = SHAREGPT_ROLES.get(str(turn["from"]))
-        if role is None:
-            raise RowError(f"conversations[{i}].from: unknown speaker {turn['from']!r}")
-        value = "" if turn.get("value") is None else str(turn["value"])
-        if turn["from"] == "function_call":
-            messages.append(_function_call_message(value, i))
-        else:
-            messages.append({"role": role, "content": value})
-    return make_record(messages, "chat", file, line, tools=_tools(row.get("tools")))
+        messages.append({"role": "system", "content": text_field(row, "system")})
+    messages += sharegpt_messages(nested_field(row, "conversations"), "conversations")
+    return make_record(messages, "chat", file, line, tools=tools_field(row.get("tools")))
 
 
-def _function_call_message(value: str, index: int) -> dict[str, Any]:
-    """sharegpt `function_call` turns hold {"name", "arguments"} JSON; OpenAI tool-call form
-    keeps arguments as a JSON string, exactly as written, so invalid JSON stays visible."""
-    try:
-        call = parse_json(value)
-    except json.JSONDecodeError as exc:
+def _refuse_label(row: dict[str, Any]) -> None:
+    """A conversation with a `label` is binary feedback: read as chat, its undesirable answers
+    would be trained on as good ones."""
+    if "label" in row:
         raise RowError(
-            f"conversations[{index}].value: function call is not JSON: {exc.msg}"
-        ) from None
-    except JSONLimitError as exc:
-        raise RowError(
-            f"conversations[{index}].value: function call is unreadable: {exc}"
-        ) from None
-    if not isinstance(call, dict) or "name" not in call:
-        raise RowError(f"conversations[{index}].value: function call needs a 'name'")
-    arguments = call.get("arguments", {})
-    if not isinstance(arguments, str):
-        arguments = json.dumps(arguments, ensure_ascii=False)
-    return {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [
-            {
-                "id": f"call_{index}",
-                "type": "function",
-                "function": {"name": call["name"], "arguments": arguments},
-            }
-        ],
-    }
+            "field 'label' marks binary feedback (is the answer desirable?), not a chat "
+            "example; set data.format: feedback, or rename a label that is not feedback with "
+            "data.columns, e.g. {category: label}"
+        )
 
 
 def _from_alpaca(row: dict[str, Any], file: str, line: int) -> Record:
     messages: list[dict[str, Any]] = []
     if row.get("system"):
-        messages.append({"role": "system", "content": _text(row, "system")})
-    history = _nested(row, "history") or []
+        messages.append({"role": "system", "content": text_field(row, "system")})
+    history = nested_field(row, "history") or []
     if not isinstance(history, list):
         raise RowError("field 'history' must be a list of [instruction, response] pairs")
     for i, pair in enumerate(history):
@@ -239,58 +155,37 @@ def _from_alpaca(row: dict[str, Any], file: str, line: int) -> Record:
             {"role": "user", "content": str(pair[0])},
             {"role": "assistant", "content": str(pair[1])},
         ]
-    prompt = _text(row, "instruction")
-    if _text(row, "input").strip():
-        prompt = f"{prompt}\n\n{_text(row, 'input')}" if prompt else _text(row, "input")
+    prompt = text_field(row, "instruction")
+    if text_field(row, "input").strip():
+        prompt = f"{prompt}\n\n{text_field(row, 'input')}" if prompt else text_field(row, "input")
     messages += [
         {"role": "user", "content": prompt},
-        {"role": "assistant", "content": _text(row, "output")},
+        {"role": "assistant", "content": text_field(row, "output")},
     ]
     return make_record(messages, "instruction", file, line)
-
-
-def _from_preference(row: dict[str, Any], file: str, line: int) -> Record:
-    prompt = _nested(row, "prompt")
-    if isinstance(prompt, list):
-        messages = _from_openai({"messages": prompt}, file, line)["messages"]
-    else:
-        messages = [{"role": "user", "content": _text(row, "prompt")}]
-    chosen, rejected = _answer(row, "chosen"), _answer(row, "rejected")
-    return make_record(messages, "preference", file, line, chosen=chosen, rejected=rejected)
-
-
-def _answer(row: dict[str, Any], key: str) -> str:
-    """Preference answers: text, or a message list whose last assistant message is the answer."""
-    value = _nested(row, key)
-    if isinstance(value, list):
-        answers = [m for m in value if isinstance(m, dict) and m.get("role") == "assistant"]
-        if not answers:
-            raise RowError(f"field '{key}' has no assistant message")
-        return _content_text(answers[-1].get("content"), key)
-    return _text(row, key)
 
 
 def _pair(prompt_key: str, answer_key: str, task: str, prefix: str = ""):
     def build(row: dict[str, Any], file: str, line: int) -> Record:
         messages = [
-            {"role": "user", "content": prefix + _text(row, prompt_key)},
-            {"role": "assistant", "content": _text(row, answer_key)},
+            {"role": "user", "content": prefix + text_field(row, prompt_key)},
+            {"role": "assistant", "content": text_field(row, answer_key)},
         ]
-        label = _text(row, answer_key) if task == "classification" else None
+        label = text_field(row, answer_key) if task == "classification" else None
         return make_record(messages, task, file, line, label=label)
 
     return build
 
 
 def _from_text(row: dict[str, Any], file: str, line: int) -> Record:
-    return make_record([{"role": "assistant", "content": _text(row, "text")}], "text", file, line)
+    message = {"role": "assistant", "content": text_field(row, "text")}
+    return make_record([message], "text", file, line)
 
 
 _BUILDERS = {
     "openai": _from_openai,
     "sharegpt": _from_sharegpt,
     "alpaca": _from_alpaca,
-    "preference": _from_preference,
     "code": _pair("prompt", "completion", "code"),
     "classification": _pair("text", "label", "classification"),
     "summarization": _pair("document", "summary", "summarization", SUMMARIZE_PROMPT),

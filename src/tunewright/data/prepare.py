@@ -7,6 +7,7 @@ input rows, which is asserted before anything is written.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,9 +18,9 @@ from tunewright.config import Config
 from tunewright.data import checks
 from tunewright.data.dedup import DuplicateIndex
 from tunewright.data.load import LoadStats, RawRow, expand_inputs, iter_rows, load_hub_dataset
-from tunewright.data.normalize import RowError, apply_columns, detect_format, normalize_row
-from tunewright.data.records import Record, location
-from tunewright.data.split import split_records
+from tunewright.data.normalize import RowError, apply_columns, detect_shape, normalize_row
+from tunewright.data.records import Record, location, sides
+from tunewright.data.split import join_groups, split_records
 from tunewright.errors import TunewrightError
 from tunewright.files import atomic_write_json, write_jsonl
 from tunewright.models import looks_like_hub_id
@@ -28,6 +29,7 @@ from tunewright.runs import (
     is_up_to_date,
     stage_dir,
     stage_run,
+    validation_report,
 )
 
 STAGE = DATA
@@ -35,6 +37,10 @@ STAGE = DATA
 
 class DataGateError(TunewrightError):
     """`data prepare` refused the data: a gate in the `data` section failed."""
+
+
+class FeedbackDataError(TunewrightError):
+    """Training was asked to do SFT on binary feedback without `data.feedback_as_sft`."""
 
 
 @dataclass
@@ -92,7 +98,31 @@ def ensure_prepared(config: Config, console: Any, tokenizer: Any | None = None) 
     if not is_up_to_date(config, STAGE):
         console.print("[bold]data[/bold]: preparing (no up-to-date prepared data for this config)")
         prepare_data(config, tokenizer)
+    refuse_feedback_sft(config)
     return stage_dir(config, STAGE)
+
+
+def refuse_feedback_sft(config: Config) -> None:
+    """Training is SFT: on binary feedback it would learn the undesirable answers too, unless
+    `data.feedback_as_sft` asks for SFT on the desirable ones only (the others carry weight 0,
+    see records.py). Reads the prepared data's report, so the data is not read again."""
+    report = json.loads(validation_report(config).read_text(encoding="utf-8"))
+    count = report.get("tasks", {}).get("feedback", 0)
+    if not count:
+        return
+    examples = f"{count} prepared example{'' if count == 1 else 's'}"
+    if not config.data.feedback_as_sft:
+        raise FeedbackDataError(
+            f"{examples} are binary feedback (an answer labelled desirable or not); "
+            "training here is supervised and would learn the undesirable answers as well",
+            hint="Set data.feedback_as_sft: true to train on the desirable answers only.",
+        )
+    if config.train.train_on_prompt:
+        raise FeedbackDataError(
+            f"{examples} are binary feedback, and train.train_on_prompt would put loss on "
+            "every token, the undesirable answers included",
+            hint="Turn train.train_on_prompt off to train on the desirable answers only.",
+        )
 
 
 def analyze(config: Config, tokenizer: Any | None = None) -> Analysis:
@@ -106,20 +136,26 @@ def analyze(config: Config, tokenizer: Any | None = None) -> Analysis:
     duplicates = checks.duplicate_index(train.records, config.seed)
     kept_train = _apply_checks(config, train.records, rejected, findings, duplicates)
     kept_eval = _apply_checks(config, held_out.records, rejected, findings)
+    tokenizer = tokenizer if tokenizer is not None else _tokenizer_for(config)
+    kept_train, train_lengths = _apply_length_check(config, tokenizer, kept_train, rejected)
+    kept_eval, eval_lengths = _apply_length_check(config, tokenizer, kept_eval, rejected)
     if data.eval:
         train_records, eval_records = kept_train, kept_eval
+        lengths = train_lengths + eval_lengths
     else:
-        groups = checks.near_duplicate_groups(
-            kept_train, data.near_duplicate_threshold, config.seed, duplicates=duplicates
+        groups = join_groups(
+            checks.near_duplicate_groups(
+                kept_train, data.near_duplicate_threshold, config.seed, duplicates=duplicates
+            ),
+            checks.prompt_groups(kept_train, data.near_duplicate_threshold, config.seed),
         )
         train_idx, eval_idx = split_records(kept_train, data.eval_fraction, config.seed, groups)
         train_records = [kept_train[i] for i in train_idx]
         eval_records = [kept_train[i] for i in eval_idx]
+        lengths = [train_lengths[i] for i in train_idx + eval_idx]
     leaks = checks.find_leaks(
         train_records, eval_records, near_duplicate_threshold=data.near_duplicate_threshold
     )
-    tokenizer = tokenizer if tokenizer is not None else _tokenizer_for(config)
-    lengths = _token_lengths(tokenizer, train_records + eval_records)
     report = build_report(
         config, train, held_out, findings, leaks, lengths, train_records, eval_records, rejected
     )
@@ -155,6 +191,29 @@ def _apply_checks(
     return [r for i, r in enumerate(records) if i not in reasons]
 
 
+def _apply_length_check(
+    config: Config, tokenizer: Any, records: list[Record], rejected: list[dict[str, Any]]
+) -> tuple[list[Record], list[int]]:
+    """(records kept, the token length of each). A pair over `max_seq_len` is rejected, naming
+    the side: truncation would cut its two answers differently, or cut off what tells them apart.
+    Other examples are kept and counted (training truncates them)."""
+    limit = config.data.max_seq_len
+    kept, lengths = [], []
+    for record, side_lengths in zip(records, _token_lengths(tokenizer, records), strict=True):
+        over = [
+            f"{name} side {n} tokens"
+            for (name, _), n in zip(sides(record), side_lengths, strict=True)
+            if n > limit and name
+        ]
+        if over:
+            reason = f"pair over data.max_seq_len {limit}: {' and '.join(over)}"
+            rejected.append(_rejection(record["source"], "pair_too_long", reason, record))
+            continue
+        kept.append(record)
+        lengths.append(max(side_lengths))
+    return kept, lengths
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading one side
 
@@ -186,9 +245,14 @@ def load_side(config: Config, items: list[str], side: str) -> Loaded:
 
 
 def _normalise_rows(config: Config, rows: Any, loaded: Loaded) -> tuple[int, str | None]:
-    """Normalise one source's rows into `loaded`; returns (row count, format used)."""
+    """Normalise one source's rows into `loaded`; returns (row count, shape used).
+
+    A source holds one shape, its first recognised row's: a later row recognisably in another
+    is rejected as `mixed_shapes` rather than read as something it is not (a chat file's row
+    with a `label` is feedback, and chat training would learn its undesirable answer)."""
     data = config.data
-    fmt = None if data.format == "auto" else data.format
+    declared = None if data.format == "auto" else data.format
+    first: tuple[str, int] | None = None  # the source's shape and the line that set it
     count = 0
     for row in rows:
         count += 1
@@ -196,7 +260,15 @@ def _normalise_rows(config: Config, rows: Any, loaded: Loaded) -> tuple[int, str
             loaded.rejected.append(_rejection(_source(row), "unreadable", row.error, raw=row.raw))
             continue
         fields = apply_columns(row.data or {}, data.columns)
-        fmt = fmt or detect_format(fields)
+        shape = detect_shape(fields, declared)
+        if first is not None and shape not in (None, first[0]):
+            reason = _mixed_reason(row, shape, fields, first)
+            loaded.rejected.append(_rejection(_source(row), "mixed_shapes", reason, fields))
+            continue
+        if first is None and shape is not None:
+            first = (shape, row.line)
+        # A row no shape fits is read as the source's shape, to name the field it lacks.
+        fmt = first[0] if first else declared
         if fmt is None:
             reason = f"no known format fits columns {sorted(fields)}; set data.format/columns"
             loaded.rejected.append(_rejection(_source(row), "unknown_format", reason, fields))
@@ -209,7 +281,14 @@ def _normalise_rows(config: Config, rows: Any, loaded: Loaded) -> tuple[int, str
             loaded.rejected.append(_rejection(_source(row), "bad_row", str(exc), fields))
             continue
         loaded.records.append(record)
-    return count, fmt
+    return count, first[0] if first else declared
+
+
+def _mixed_reason(row: RawRow, shape: str, fields: dict[str, Any], first: tuple[str, int]) -> str:
+    return (
+        f"mixed shapes: this row is {shape} (columns {sorted(fields)[:12]}), but "
+        f"{row.file}:{first[1]} made this file {first[0]}; a file holds one shape"
+    )
 
 
 def _source(row: RawRow) -> dict[str, Any]:
@@ -241,25 +320,28 @@ def _tokenizer_for(config: Config) -> Any:
     return load_tokenizer(resolve_model(config.model.name))
 
 
-def _token_lengths(tokenizer: Any, records: list[Record]) -> list[int]:
-    """Length of each example as the model will see it: through the chat template when the
-    tokenizer has one, else prompt and answer as plain text (encoders)."""
+def _token_lengths(tokenizer: Any, records: list[Record]) -> list[list[int]]:
+    """Length of each side of each example (records.sides: both answers of a pair) as the
+    model will see it: through the chat template when the tokenizer has one, else prompt and
+    answer as plain text (encoders)."""
     if not records:
         return []
-    conversations = [_conversation(r) for r in records]
+    named = [sides(r) for r in records]
+    conversations = [conv for record_sides in named for _, conv in record_sides]
     if getattr(tokenizer, "chat_template", None):
         from tunewright.chat import token_lengths
 
-        return token_lengths(tokenizer, conversations, tools=[r.get("tools") for r in records])
-    texts = ["\n".join(m["content"] for m in conv) for conv in conversations]
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
-
-
-def _conversation(record: Record) -> list[dict[str, Any]]:
-    if record["task"] == "preference":
-        longer = max(record.get("chosen") or "", record.get("rejected") or "", key=len)
-        return [*record["messages"], {"role": "assistant", "content": longer}]
-    return record["messages"]
+        tools = [
+            record.get("tools")
+            for record, record_sides in zip(records, named, strict=True)
+            for _ in record_sides
+        ]
+        flat = token_lengths(tokenizer, conversations, tools=tools)
+    else:
+        texts = ["\n".join(m["content"] for m in conv) for conv in conversations]
+        flat = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+    lengths = iter(flat)
+    return [[next(lengths) for _ in record_sides] for record_sides in named]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,6 +371,7 @@ def build_report(
         },
         "files": train.files + held_out.files,
         "task": task,
+        "tasks": dict(Counter(r["task"] for r in kept).most_common()),
         "checks": _check_table(findings, rejected, total),
         "leaks": _examples(leaks, total),
         "tokens": _token_stats(lengths, kept, config.data.max_seq_len),
@@ -308,22 +391,27 @@ def _check_table(
     findings: list[checks.Finding], rejected: list[dict[str, Any]], total: int
 ) -> dict[str, Any]:
     table: dict[str, Any] = {}
-    for check in ("unreadable", "unknown_format", "bad_row"):
-        hits = [r for r in rejected if r["check"] == check]
-        table[check] = {
-            "count": len(hits),
-            "share": _share(len(hits), total),
-            "severity": "error",
-            "examples": [r["source"] for r in hits[:10]],
-            "reasons": [r["reason"] for r in hits[:10]],
-        }
+    for check in ("unreadable", "unknown_format", "mixed_shapes", "bad_row"):
+        table[check] = _rejected_entry(rejected, check, total)
     by_check: dict[str, list[checks.Finding]] = {}
     for finding in findings:
         by_check.setdefault(finding.check, []).append(finding)
     for check in checks.CHECKS:
         table[check] = _examples(by_check.get(check, []), total)
         table[check]["severity"] = "error" if check in checks.REJECTING else "warning"
+    table["pair_too_long"] = _rejected_entry(rejected, "pair_too_long", total)
     return table
+
+
+def _rejected_entry(rejected: list[dict[str, Any]], check: str, total: int) -> dict[str, Any]:
+    hits = [r for r in rejected if r["check"] == check]
+    return {
+        "count": len(hits),
+        "share": _share(len(hits), total),
+        "severity": "error",
+        "examples": [r["source"] for r in hits[:10]],
+        "reasons": [r["reason"] for r in hits[:10]],
+    }
 
 
 def _examples(findings: list[checks.Finding], total: int) -> dict[str, Any]:

@@ -12,8 +12,9 @@ A record is a plain JSON-serialisable dict, so it can be written to JSONL as it 
          "weight": 0 | 1}                # optional, assistant only: 0 = no loss on this turn
       ],
       "task": "chat" | "instruction" | "classification" | "code" | "summarization"
-              | "preference" | "text",
-      "label": str | None,               # classification label (also the assistant answer)
+              | "preference" | "feedback" | "text",
+      "label": str | bool | None,        # classification label (also the assistant answer);
+                                         # feedback: True = desirable answer, False = not
       "tools": list | None,              # tool/function schemas offered to the model
       "chosen": str | None,              # preference pairs: the preferred answer ...
       "rejected": str | None,            # ... and the dispreferred one (prompt = messages)
@@ -21,6 +22,19 @@ A record is a plain JSON-serialisable dict, so it can be written to JSONL as it 
     }
 
 For plain `text` records the whole text is one assistant message, so all of it carries loss.
+
+Two task types judge answers instead of giving one to imitate:
+
+- `preference`: `messages` is the prompt alone (it ends on a user or tool turn); `chosen` and
+  `rejected` are the two answers to it, as text.
+- `feedback` (unpaired, KTO-style): `messages` is the conversation ending with the judged
+  answer, an assistant turn, and `label` says whether that answer is desirable (True) or not
+  (False). Only the judged answer may carry loss: it has weight 1 when desirable and 0 when not,
+  and earlier assistant turns have weight 0. So a feedback record that reaches SFT
+  (`data.feedback_as_sft`) teaches the desirable answers and nothing else.
+
+Both keep their prompt in `messages` for the split and the leakage check, which compare prompts
+so that one prompt's examples never straddle train and eval.
 """
 
 from __future__ import annotations
@@ -28,8 +42,20 @@ from __future__ import annotations
 from typing import Any
 
 Record = dict[str, Any]
-TASKS = ("chat", "instruction", "classification", "code", "summarization", "preference", "text")
+TASKS = (
+    "chat",
+    "instruction",
+    "classification",
+    "code",
+    "summarization",
+    "preference",
+    "feedback",
+    "text",
+)
 ROLES = ("system", "user", "assistant", "tool")
+# Tasks whose examples are grouped by prompt: several pairs or judged answers per prompt are
+# normal, and an eval example whose prompt was trained on is a leak.
+PROMPTED = ("preference", "feedback")
 
 
 def make_record(
@@ -38,7 +64,7 @@ def make_record(
     file: str,
     line: int,
     *,
-    label: str | None = None,
+    label: str | bool | None = None,
     tools: list[Any] | None = None,
     chosen: str | None = None,
     rejected: str | None = None,
@@ -68,23 +94,33 @@ def prompt_text(record: Record) -> str:
 
 
 def answer_text(record: Record) -> str:
-    """Everything the model is trained to write (assistant turns, or the chosen answer)."""
+    """Everything the model is trained to write (assistant turns, the chosen answer of a pair,
+    the judged answer of feedback)."""
     if record.get("task") == "preference":
         return str(record.get("chosen") or "")
+    if record.get("task") == "feedback":
+        return str(record["messages"][-1].get("content") or "") if record["messages"] else ""
     return "\n".join(
         str(m.get("content") or "") for m in record["messages"] if m.get("role") == "assistant"
     )
 
 
 def full_text(record: Record) -> str:
-    """Prompt and answer together: the text duplicate and leakage checks compare."""
-    return prompt_text(record) + "\n" + answer_text(record)
+    """Prompt and answers together: the text duplicate checks compare. A pair counts both of
+    its answers: pairs that share a prompt and a chosen answer are still different pairs."""
+    text = prompt_text(record) + "\n" + answer_text(record)
+    if record.get("task") == "preference":
+        text += "\n" + str(record.get("rejected") or "")
+    return text
 
 
 def expected_answer(record: Record) -> str | None:
-    """The expected answer: the last assistant turn (or the chosen answer of a pair)."""
+    """The expected answer: the last assistant turn, the chosen answer of a pair, or the judged
+    answer of feedback when it is desirable (an undesirable one is nobody's reference)."""
     if record["task"] == "preference":
         return record.get("chosen")
+    if record["task"] == "feedback" and record.get("label") is not True:
+        return None
     answers = [m for m in record["messages"] if m["role"] == "assistant"]
     return answers[-1]["content"] if answers and answers[-1]["content"].strip() else None
 
@@ -96,3 +132,14 @@ def prompt_messages(record: Record) -> list[dict[str, Any]]:
         return messages
     last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
     return messages[:last]
+
+
+def sides(record: Record) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The conversations a record holds, named: a pair's prompt with each of its answers
+    ("chosen", "rejected"); one unnamed conversation ("") for every other record."""
+    if record.get("task") != "preference":
+        return [("", record["messages"])]
+    return [
+        (side, [*record["messages"], {"role": "assistant", "content": record.get(side) or ""}])
+        for side in ("chosen", "rejected")
+    ]

@@ -1,4 +1,5 @@
-"""Deterministic train/eval split that keeps duplicate groups whole and labels proportional.
+"""Deterministic train/eval split that keeps groups whole (duplicates, and the pairs or judged
+answers of one prompt) and labels proportional.
 
 Only numpy's seeded generator decides the order, so a seed gives the same split on every machine
 and under every PYTHONHASHSEED.
@@ -103,3 +104,23 @@ def _fill(group_ids: list[int], members: dict[int, list[int]], quota: int) -> li
             chosen.append(group)
             filled += size
     return chosen
+
+
+def join_groups(*groupings: list[int]) -> list[int]:
+    """One group id per record, joining records that share a group in any of `groupings`
+    (each a group id per record that is an index of one of its members, as
+    checks.near_duplicate_groups and checks.prompt_groups give). The id is the joined group's
+    smallest index, so it is stable for a given input order."""
+    parent = list(range(len(groupings[0]) if groupings else 0))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]  # path halving keeps the trees shallow
+            i = parent[i]
+        return i
+
+    for groups in groupings:
+        for i, group in enumerate(groups):
+            a, b = root(i), root(group)
+            parent[max(a, b)] = min(a, b)
+    return [root(i) for i in range(len(parent))]

@@ -223,7 +223,14 @@ def test_valid_conversation_shapes_pass():
     records = [
         convo(with_tools, 1),
         convo([{"role": "assistant", "content": "Once upon a time there was a fox."}], 2, "text"),
-        make_record([USER], "preference", "f.jsonl", 3, chosen="Fine, thanks, and how are you?"),
+        make_record(
+            [USER],
+            "preference",
+            "f.jsonl",
+            3,
+            chosen="Fine, thanks, and how are you?",
+            rejected="Why do you ask me that?",
+        ),
     ]
     assert check_records(records) == []
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tunewright.data.export import CONVERTERS, export_records
+from tunewright.data.export import SUFFIX as SUFFIX_OF
 from tunewright.data.load import iter_rows
 from tunewright.data.normalize import RowError, apply_columns, detect_format, normalize_row
 
@@ -134,8 +135,12 @@ def test_canonical_shapes():
 @pytest.mark.parametrize("target", list(CONVERTERS))
 def test_round_trip_through_export(tmp_path, fmt, target):
     record = normalize_row(SAMPLES[fmt], fmt, "f", 1)
-    path = tmp_path / ("out.jsonl" if target == "openai" else "out.json")
+    path = tmp_path / f"out{SUFFIX_OF[target]}"
     skipped = export_records([record], target, path)
+    if target in ("openai-dpo", "trl"):  # pairs and feedback only; see test_pairs.py
+        assert skipped == [{"source": "f:1", "reason": skipped[0]["reason"]}]
+        assert "preference" in skipped[0]["reason"]
+        return
     if skipped:
         # Only what the target truly cannot hold may be skipped, with a reason.
         cannot_hold = {

@@ -77,6 +77,7 @@ def test_without_boundaries_it_is_plain_sdpa_with_the_padding_mask(setup):
 @pytest.mark.parametrize("lengths", [[5, 17, 9], [600, 40]])
 def test_packed_attention_matches_sdpa_per_example_with_gradients(lengths):
     from tunewright.training.attention import packed_sdpa
+
     torch.manual_seed(0)
     heads, kv_heads, dim, total = 6, 2, 16, sum(lengths)
     module = torch.nn.Module()
