@@ -132,6 +132,33 @@ class LoraSection(Section):
     use_rslora: bool = Field(False, description="Rank-stabilised LoRA (scale = alpha / sqrt(r)).")
 
 
+class PreferenceSection(Section):
+    beta: PositiveFloat | Auto = Field(
+        "auto",
+        description="dpo and kto: how far the model may move from the reference (lower: "
+        "further); simpo: the reward scale; orpo: the weight of the odds-ratio term. auto: 0.1, "
+        "or 2.0 for simpo.",
+    )
+    loss_type: Literal["auto", "sigmoid", "ipo", "hinge", "robust"] = Field(
+        "auto",
+        description="DPO's loss (objective dpo): sigmoid (the DPO paper), ipo, hinge, robust "
+        "(with label_smoothing, for noisy labels). auto: sigmoid, or robust when "
+        "label_smoothing is set.",
+    )
+    label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="dpo and simpo: the assumed probability that a pair's preference is "
+        "flipped (conservative DPO).",
+    )
+    simpo_gamma: float | Auto = Field(
+        "auto",
+        description="simpo: the target reward margin over beta (gamma/beta in the SimPO paper). "
+        "auto: 0.5.",
+    )
+
+
 class FsdpSection(Section):
     sharding: Literal["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"] = Field(
         "full_shard",
@@ -189,6 +216,17 @@ class TrainSection(Section):
         "local", description="local trains an open model here; openai uses OpenAI fine-tuning."
     )
     method: Method = Field("lora", description="Fine-tuning method.")
+    objective: Literal["sft", "dpo", "orpo", "kto", "simpo"] = Field(
+        "sft",
+        description="What training optimises: sft (the answers' likelihood), or a preference "
+        "objective through TRL: dpo, orpo, simpo (preference pairs) or kto (answers labelled "
+        "desirable or not, or pairs split into one of each). With an adapter, the reference "
+        "model of dpo and kto is the base with the adapter switched off.",
+    )
+    preference: PreferenceSection = Field(
+        default_factory=PreferenceSection,
+        description="Options of the preference objectives (train.objective other than sft).",
+    )
     lora: LoraSection = Field(
         default_factory=LoraSection, description="LoRA options (lora, qlora, dora)."
     )

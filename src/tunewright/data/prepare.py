@@ -103,9 +103,12 @@ def ensure_prepared(config: Config, console: Any, tokenizer: Any | None = None) 
 
 
 def refuse_feedback_sft(config: Config) -> None:
-    """Training is SFT: on binary feedback it would learn the undesirable answers too, unless
+    """SFT on binary feedback would learn the undesirable answers too, unless
     `data.feedback_as_sft` asks for SFT on the desirable ones only (the others carry weight 0,
-    see records.py). Reads the prepared data's report, so the data is not read again."""
+    see records.py); `train.objective: kto` is what learns from both. Reads the prepared data's
+    report, so the data is not read again."""
+    if config.train.objective != "sft":
+        return
     report = json.loads(validation_report(config).read_text(encoding="utf-8"))
     count = report.get("tasks", {}).get("feedback", 0)
     if not count:
@@ -114,8 +117,9 @@ def refuse_feedback_sft(config: Config) -> None:
     if not config.data.feedback_as_sft:
         raise FeedbackDataError(
             f"{examples} are binary feedback (an answer labelled desirable or not); "
-            "training here is supervised and would learn the undesirable answers as well",
-            hint="Set data.feedback_as_sft: true to train on the desirable answers only.",
+            "train.objective sft would learn the undesirable answers as well",
+            hint="Set train.objective: kto to learn from both kinds, or data.feedback_as_sft: "
+            "true to train on the desirable answers only.",
         )
     if config.train.train_on_prompt:
         raise FeedbackDataError(

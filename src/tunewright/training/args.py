@@ -30,12 +30,18 @@ def training_arguments(
     engine: dict[str, Any] | None = None,
     every_parameter_used: bool = False,
     liger: bool = False,
+    args_class: type | None = None,
+    objective: dict[str, Any] | None = None,
 ) -> Any:
     """`engine` holds the distributed engine's own arguments (`training.engines`); with
     `every_parameter_used`, DDP skips its search for parameters that got no gradient; `liger`
-    is the resolved `train.liger` (`training.levers`)."""
+    is the resolved `train.liger` (`training.levers`). `args_class` is a TRL config class (a
+    `TrainingArguments` subclass) and `objective` its own arguments, for the preference
+    objectives (`training.preference`)."""
     import torch
     from transformers import TrainingArguments
+
+    args_class = args_class or TrainingArguments
 
     from tunewright.training.levers import resolve_optimizer
     from tunewright.training.model_setup import compute_dtype
@@ -46,7 +52,7 @@ def training_arguments(
     eval_strategy, eval_steps = _strategy(train.eval_every) if has_eval else ("no", None)
     # The best checkpoint can only be tracked when every checkpoint has an eval loss.
     track_best = has_eval and (save_strategy, save_steps) == (eval_strategy, eval_steps)
-    return TrainingArguments(
+    return args_class(
         output_dir=str(output_dir),
         per_device_train_batch_size=hyper.batch_size,
         per_device_eval_batch_size=hyper.batch_size,
@@ -87,6 +93,7 @@ def training_arguments(
         include_num_input_tokens_seen="non_padding" if padded else "all",
         ddp_find_unused_parameters=False if every_parameter_used else None,
         **(engine or {}),
+        **(objective or {}),
     )
 
 

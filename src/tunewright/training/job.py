@@ -26,3 +26,7 @@ class Job:
     every_parameter_used: bool = False
     # The memory levers as resolved for this run (`training.levers`): key -> Lever.
     levers: dict[str, Any] = field(default_factory=dict)
+    # A TRL config class and its arguments for the preference objectives (`training.preference`);
+    # None: the HF `TrainingArguments`.
+    args_class: type | None = None
+    objective_args: dict[str, Any] = field(default_factory=dict)

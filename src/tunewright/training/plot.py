@@ -1,4 +1,6 @@
-"""loss.png: train and eval loss against optimizer steps, from metrics.jsonl."""
+"""loss.png: train and eval loss against optimizer steps; rewards.png for the preference
+objectives: the implicit rewards of the chosen and rejected answers, their margin and the share
+of pairs ranked right. Both from metrics.jsonl."""
 
 from __future__ import annotations
 
@@ -44,6 +46,56 @@ def plot_loss(metrics: Path, target: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     if train or evals:
         ax.legend()
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(target, buffer.getvalue())
+
+
+# Objectives whose TRL trainer logs rewards/chosen, rewards/rejected, margins and accuracies.
+PREFERENCE_PLOTS = ("dpo", "orpo", "simpo", "kto")
+REWARD_SERIES = ("rewards/chosen", "rewards/rejected", "rewards/margins")
+
+
+def reward_curves(entries: list[dict], prefix: str = "") -> dict[str, list[tuple[int, float]]]:
+    """Each reward series (and the accuracy) over steps; `prefix` "eval_" for the eval ones."""
+    names = (*REWARD_SERIES, "rewards/accuracies")
+    return {
+        name: [(e["step"], e[prefix + name]) for e in entries if _finite(e.get(prefix + name))]
+        for name in names
+    }
+
+
+def plot_rewards(metrics: Path, target: Path, title: str) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = read_metrics(metrics)
+    train, evals = reward_curves(entries), reward_curves(entries, "eval_")
+    fig, (rewards, accuracy) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    for name, color in zip(REWARD_SERIES, ("#2ca02c", "#d62728", "#1f77b4"), strict=True):
+        label = name.split("/")[1]
+        if train[name]:
+            rewards.plot(*zip(*train[name], strict=True), label=label, color=color)
+        if evals[name]:
+            rewards.plot(*zip(*evals[name], strict=True), "o--", label=f"eval {label}", color=color)
+    for series, style, label in ((train, "-", "train"), (evals, "o--", "eval")):
+        points = series["rewards/accuracies"]
+        if points:
+            accuracy.plot(*zip(*points, strict=True), style, label=label, color="#9467bd")
+    rewards.set_title(f"{title}: implicit rewards")
+    accuracy.set_title("pairs where chosen outscores rejected")
+    for ax in (rewards, accuracy):
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    accuracy.set_ylim(-0.05, 1.05)
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")

@@ -14,6 +14,7 @@ from tunewright.models import model_name_problems
 def preflight(config: Config) -> list[str]:
     """Problems only training knows about, each named by its YAML key."""
     problems = model_name_problems(config.model.name, config.base_dir)
+    problems += objective_problems(config)
     if config.train.backend != "local":
         return problems
     from tunewright.device import detect_device
@@ -29,6 +30,28 @@ def preflight(config: Config) -> list[str]:
     if config.train.distributed == "deepspeed" and config.train.deepspeed.config:
         problems += _problems_of(deepspeed_settings, config)
     return problems
+
+
+def objective_problems(config: Config) -> list[str]:
+    """`train.objective` against the backend and the method (the data is checked once it is
+    prepared, `training.preference.check_objective_data`)."""
+    from tunewright.methods import PROMPT_METHODS
+
+    objective = config.train.objective
+    if objective == "sft":
+        return []
+    if config.train.backend == "openai":
+        return [
+            f"train.objective: {objective} trains locally; the OpenAI backend takes its method "
+            "from openai.method (supervised or dpo)"
+        ]
+    if config.train.method in PROMPT_METHODS:
+        return [
+            f"train.objective: {objective} does not run with train.method "
+            f"{config.train.method} (TRL's preference trainers need a model whose inputs are "
+            "the tokens alone); use lora, qlora, dora, ia3 or full"
+        ]
+    return []
 
 
 def _problems_of(check: Callable[..., object], *args: object) -> list[str]:

@@ -94,7 +94,17 @@ def build_job(
     tokenizer = load_tokenizer(folder)
     if config.model.chat_template:
         tokenizer.chat_template = config.resolve(config.model.chat_template).read_text()
-    if _is_encoder(folder):
+    if config.train.objective != "sft":
+        from tunewright.training.preference import ObjectiveDataError, build_preference_job
+
+        if _is_encoder(folder):
+            raise ObjectiveDataError(
+                f"train.objective: {config.train.objective} trains causal language models; "
+                f"{config.model.name} is an encoder"
+            )
+
+        job = build_preference_job(config, folder, tokenizer, train_records, eval_records, context)
+    elif _is_encoder(folder):
         from tunewright.training.encoder import build_encoder_job
 
         job = build_encoder_job(config, folder, tokenizer, train_records, eval_records)
@@ -160,7 +170,7 @@ def _run_job(
     from tunewright.training.engines import engine_report, full_state_dict, plan_engine
     from tunewright.training.levers import lever_record
     from tunewright.training.model_setup import resolve_precision, trainable_summary
-    from tunewright.training.plot import plot_loss
+    from tunewright.training.plot import PREFERENCE_PLOTS, plot_loss, plot_rewards
     from tunewright.training.trackers import tracker_env
 
     plan = plan_engine(config, context)
@@ -198,7 +208,12 @@ def _run_job(
         started = time.perf_counter()
         _save_weights(output, job, weights)
         watch.final_save_seconds += time.perf_counter() - started
-        plot_loss(metrics_path, run.output("loss.png"), f"{config.name}: {config.train.method}")
+        title = f"{config.name}: {config.train.method}"
+        plot_loss(metrics_path, run.output("loss.png"), title)
+        if config.train.objective in PREFERENCE_PLOTS:
+            plot_rewards(
+                metrics_path, run.output("rewards.png"), f"{title}, {config.train.objective}"
+            )
     metrics = _summary(trainer, final_eval, watch, job)
     run.extra.update(
         {
@@ -327,6 +342,8 @@ def _build_trainer(
         engine=engine_arguments(config, plan, context, job.model),
         every_parameter_used=job.every_parameter_used,
         liger=bool(job.levers["liger"].value) if job.levers else False,
+        args_class=job.args_class,
+        objective=job.objective_args,
     )
     trainer = job.trainer_class(
         model=job.model,
@@ -404,4 +421,14 @@ def _print_plan(console: Console, config: Config, hyper: Any, job: Job, plan: An
         f"{counts['trainable_parameters']:,} of {counts['total_parameters']:,} parameters "
         f"trainable\n  {values}\n  {batch}{engine}{note}\n  "
         f"{resolve_precision(config).describe()}\n  {describe_levers(job.levers)}"
+        + _describe_objective(job)
     )
+
+
+def _describe_objective(job: Job) -> str:
+    """e.g. "objective dpo: beta 0.1 (auto: dpo's usual value), loss_type sigmoid (...)"."""
+    options = job.extra.get("preference")
+    if options is None:
+        return ""
+    values = ", ".join(f"{k} {v['value']} ({v['source']})" for k, v in options.items())
+    return f"\n  objective {job.extra['objective']}: {values}"

@@ -45,9 +45,10 @@ def _run_without_head(
     return outputs, seen[-1].squeeze(0)
 
 
-class EngineTrainer(Trainer):
-    """The HF Trainer, with FSDP that really shards on CPU too (see `training.engines`); the
-    plain HF loss, for padded batches."""
+class EngineMixin:
+    """What every tunewright trainer adds to an HF `Trainer` subclass (the HF one, TRL's):
+    FSDP that really shards on CPU too (see `training.engines`), checkpoint folders every rank
+    agrees on, and no step past `max_steps` on resume."""
 
     def create_accelerator_and_postprocess(self) -> None:
         super().create_accelerator_and_postprocess()
@@ -71,6 +72,10 @@ class EngineTrainer(Trainer):
         if self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps:
             return [], None
         return super().get_batch_samples(epoch_iterator, num_batches, device)
+
+
+class EngineTrainer(EngineMixin, Trainer):
+    """The HF Trainer with `EngineMixin`; the plain HF loss, for padded batches."""
 
 
 class SelectiveLossTrainer(EngineTrainer):
