@@ -150,3 +150,33 @@ def test_validate_names_objectives_that_cannot_run(run_cli, tmp_path, tiny_model
     assert "train.objective: dpo does not run with train.method prefix" in " ".join(
         (out + err).split()
     )
+
+
+def test_eval_scores_preference_accuracy_on_held_out_pairs(tmp_path, tiny_model_dir):
+    from tunewright.evaluation.preference import pair_scores
+    from tunewright.evaluation.stage import evaluate_run
+    from tunewright.models import load_causal_lm, load_tokenizer
+
+    path = make_project(
+        tmp_path,
+        model=tiny_model_dir,
+        rows=pair_rows(20),
+        train={**TRAIN, "objective": "dpo"},
+        eval={"max_new_tokens": 4, "general_probe": False, "bootstrap_samples": 50},
+    )
+    config = load_config(path)
+    run_job(config, build_job(config, console=None))
+    results = evaluate_run(config, console=None)
+    assert results["task"] == "preference" and results["primary_metric"] == "preference_accuracy"
+    row = next(m for m in results["metrics"] if m["metric"] == "preference_accuracy")
+    held_out = read_jsonl(data_split(config, "eval"))
+    assert results["n_examples"] == len(held_out) > 0
+    for side in ("base", "tuned"):
+        assert 0.0 <= row[side] <= 1.0
+        assert round(row[side] * len(held_out)) == pytest.approx(row[side] * len(held_out))
+    # Swapping the answers of every pair turns each verdict around (no ties here).
+    model = load_causal_lm(tiny_model_dir).eval()
+    tokenizer = load_tokenizer(tiny_model_dir)
+    swapped = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in held_out]
+    straight = pair_scores(model, tokenizer, held_out, 256)
+    assert [1.0 - s for s in straight] == pair_scores(model, tokenizer, swapped, 256)

@@ -46,9 +46,9 @@ def examples_table(
     outputs: dict[str, list[str]],
     primary: str,
 ) -> list[dict[str, Any]]:
-    from tunewright.evaluation.metrics import LOWER_IS_BETTER, example_scores
+    from tunewright.evaluation.metrics import METRICS, example_scores
 
-    if primary in LOWER_IS_BETTER:  # scored from likelihoods: no per-example text score
+    if primary not in METRICS:  # scored from likelihoods (loss, preference accuracy): no text
         primary = "exact_match"
     base = example_scores(primary, outputs["base"], references)
     tuned = example_scores(primary, outputs["tuned"], references)

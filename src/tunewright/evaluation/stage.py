@@ -173,6 +173,12 @@ def _evaluate(config: Config, models: Models, records: list[Record], console: Co
     comparisons = [compare_metric(name, outputs, references, config) for name in names]
     if with_loss:
         comparisons += _compare_loss(models, records, config)
+    if task == "preference":
+        from tunewright.evaluation.preference import METRIC, compare_preference_accuracy
+
+        comparisons.insert(0, compare_preference_accuracy(models, records, config))
+        if config.eval.primary_metric == "auto":
+            primary = METRIC  # what a preference objective trains for
     by_name = {c["metric"]: c for c in comparisons}
     if primary not in by_name:
         raise TunewrightError(
