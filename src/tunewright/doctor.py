@@ -22,7 +22,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn", "prometheus_client"),
     "trackers": ("wandb", "mlflow"),
     "quant": ("bitsandbytes",),
-    "eval": ("sacrebleu", "rouge_score", "scipy"),
+    "eval": ("sacrebleu", "rouge_score", "scipy", "jsonschema"),
     "openai": ("openai", "tiktoken"),
     "deepspeed": ("deepspeed",),
 }

@@ -36,10 +36,12 @@ def make_config(
     stub: StubServer,
     rows: list[dict] | bytes | None = None,
     data_format: str = "openai",
+    train: dict[str, object] | None = None,
     **openai: object,
 ) -> Path:
     """A config for the example's data (or `rows`) in tickets.jsonl, with the stub as base
-    URL; no model (the OpenAI model is openai.model's default) and no report_to."""
+    URL; no model (the OpenAI model is openai.model's default) and no report_to. `train` is
+    merged into the train section."""
     section = {"base_url": stub.base_url, "poll_seconds": 0.05, "suffix": "triage", **openai}
     return make_project(
         tmp_path,
@@ -47,7 +49,7 @@ def make_config(
         rows=(EXAMPLE / "tickets.jsonl").read_bytes() if rows is None else rows,
         name="oa",
         data={"train": "tickets.jsonl", "format": data_format},
-        train={"backend": "openai", "report_to": None},
+        train={"backend": "openai", "report_to": None, **(train or {})},
         openai=section,
     )
 
@@ -224,32 +226,108 @@ def test_data_openai_would_refuse_is_not_uploaded(run_cli, tmp_path, stub):
     assert not (tmp_path / "runs/oa/openai/manifest.json").exists()
 
 
-def test_dpo_sends_preference_pairs(run_cli, tmp_path, stub):
-    pairs = [
+def greeting_pairs(count: int) -> list[dict]:
+    return [
         {
             "prompt": f"Write a friendly greeting for customer number {i}.",
             "chosen": f"Hello and welcome, dear customer number {i}!",
             "rejected": f"what do you want, number {i}",
         }
-        for i in range(30)
+        for i in range(count)
     ]
+
+
+def test_objective_dpo_sends_preference_pairs_with_beta(run_cli, tmp_path, stub):
     config = make_config(
         tmp_path,
         stub,
-        rows=pairs,
+        rows=greeting_pairs(30),
+        data_format="preference",
+        train={"objective": "dpo", "preference": {"beta": 0.2}},
+        hyperparameters={"n_epochs": 2},
+    )
+    code, out, err = run_cli("openai", "submit", str(config))
+    assert code == 0, err
+    assert "OpenAI dpo JSONL" in err and "dpo, ~" in " ".join(out.split())
+    job_id = json.loads((tmp_path / "runs/oa/openai/job.json").read_text())["id"]
+    hyper = {"n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": "auto", "beta": 0.2}
+    assert stub.create_request(job_id)["method"] == {
+        "type": "dpo",
+        "dpo": {"hyperparameters": hyper},
+    }
+    first = json.loads(dict(stub.uploaded())["train.jsonl"].splitlines()[0])
+    assert set(first) == {"input", "preferred_output", "non_preferred_output"}
+    assert first["preferred_output"][0]["content"].startswith("Hello and welcome")
+    manifest = json.loads((tmp_path / "runs/oa/openai/manifest.json").read_text())
+    assert manifest["method"] == "dpo"
+
+
+def test_objective_dpo_with_auto_beta_leaves_it_to_openai(run_cli, tmp_path, stub):
+    config = make_config(
+        tmp_path,
+        stub,
+        rows=greeting_pairs(30),
+        data_format="preference",
+        train={"objective": "dpo"},
+    )
+    code, _, err = run_cli("openai", "submit", str(config), "--wait")
+    assert code == 0, err
+    job = json.loads((tmp_path / "runs/oa/openai/job.json").read_text())
+    sent = stub.create_request(job["id"])["method"]["dpo"]["hyperparameters"]
+    assert "beta" not in sent
+    assert job["method"]["type"] == "dpo"
+
+
+def test_objective_dpo_refuses_chat_data_naming_the_objective(run_cli, tmp_path, stub):
+    config = make_config(tmp_path, stub, train={"objective": "dpo"})  # the example's chat rows
+    code, _, err = run_cli("openai", "submit", str(config))
+    message = " ".join(err.split())
+    assert code == 1
+    assert "cannot be sent as OpenAI dpo data" in message
+    assert "train.objective: dpo needs preference pairs" in message
+    assert "openai.method" not in message
+    assert stub.uploaded() == []
+
+
+def test_the_old_method_and_beta_keys_fail_with_what_to_use(run_cli, tmp_path, stub):
+    config = make_config(
+        tmp_path,
+        stub,
+        rows=greeting_pairs(30),
         data_format="preference",
         method="dpo",
         hyperparameters={"beta": 0.2},
     )
+    for command in (["validate"], ["openai", "submit"]):
+        code, out, err = run_cli(*command, str(config))
+        message = " ".join((out + err).split())
+        assert code == 1, command
+        assert "openai.method: replaced; use train.objective: dpo" in message
+        assert "openai.hyperparameters.beta: replaced; use train.preference.beta: 0.2" in message
+    # An override is read the same way; the supervised method is spelled sft now.
+    code, _, err = run_cli("validate", str(EXAMPLE / "config.yaml"), "openai.method=supervised")
+    assert code == 1 and "openai.method: replaced; use train.objective: sft" in err
+    assert stub.uploaded() == []
+
+
+@pytest.mark.parametrize("objective", ["orpo", "simpo", "kto"])
+def test_objectives_openai_has_no_method_for_are_refused(run_cli, tmp_path, stub, objective):
+    config = make_config(
+        tmp_path,
+        stub,
+        rows=greeting_pairs(30),
+        data_format="preference",
+        train={"objective": objective},
+    )
+    offered = "OpenAI offers supervised (train.objective: sft) and dpo (train.objective: dpo)"
+    code, out, err = run_cli("validate", str(config))
+    message = " ".join((out + err).split())
+    assert code == 1
+    assert f"train.objective: {objective} has no OpenAI fine-tuning method" in message
+    assert offered in message
     code, _, err = run_cli("openai", "submit", str(config))
-    assert code == 0, err
-    job_id = json.loads((tmp_path / "runs/oa/openai/job.json").read_text())["id"]
-    request = stub.create_request(job_id)
-    assert request["method"]["type"] == "dpo"
-    assert request["method"]["dpo"]["hyperparameters"]["beta"] == 0.2
-    first = json.loads(dict(stub.uploaded())["train.jsonl"].splitlines()[0])
-    assert set(first) == {"input", "preferred_output", "non_preferred_output"}
-    assert first["preferred_output"][0]["content"].startswith("Hello and welcome")
+    assert code == 1 and offered in " ".join(err.split())
+    assert stub.uploaded() == [] and not (tmp_path / "runs/oa/openai").exists()
 
 
 def test_submit_refuses_a_local_backend_and_status_needs_a_job(run_cli, tmp_path, stub):

@@ -14,6 +14,8 @@ from tunewright.config import load_config
 from tunewright.data.prepare import FeedbackDataError
 from tunewright.files import read_jsonl
 from tunewright.runs import data_split
+from tunewright.training.args import training_arguments
+from tunewright.training.defaults import resolve_hyper
 from tunewright.training.preference import ObjectiveDataError
 from tunewright.training.stage import build_job, run_job
 
@@ -64,6 +66,13 @@ def test_objective_trains_logs_rewards_and_records_its_options(
     )
     config = load_config(path)
     job = build_job(config, console=None)
+    # TRL's configs default to checkpointing on; the lever (off here) must decide
+    hyper = resolve_hyper(config.train, job.n_params, len(job.train_features))
+    args = training_arguments(
+        config, hyper, tmp_path / "args", has_eval=True, args_class=job.args_class,
+        objective=job.objective_args,
+    )  # fmt: skip
+    assert type(args) is job.args_class and args.activation_checkpointing is False
     before = adapter_weights(job.model)
     result = run_job(config, job)
     after = adapter_weights(job.model)

@@ -28,6 +28,15 @@ _SYNONYMS = {
     "max_seq_length": "max_seq_len",
 }
 
+# Keys that gave way to newer ones: setting one fails with "use X" rather than being read, so one
+# config never holds two settings of the same thing (the README's Config section lists them).
+_REPLACED = {
+    "openai.method": "train.objective",
+    "openai.hyperparameters.beta": "train.preference.beta",
+}
+# An old value spelled the new key's way; a key not here keeps its value.
+_REPLACED_VALUES = {"openai.method": {"supervised": "sft", "dpo": "dpo"}}
+
 
 def describe_errors(exc: ValidationError) -> list[str]:
     """One readable line per key, `key.path: message (got value)`.
@@ -54,6 +63,8 @@ def _describe_error(error: Any) -> tuple[str, str, str]:
     if kind == "extra_forbidden":
         parent, owner = _walk(loc[:-1])
         unknown = str(loc[-1])
+        if (key := _join(parent, unknown)) in _REPLACED:
+            return key, _use_instead(key, error.get("input")), ""
         known = list(owner.model_fields) if owner else []
         close = [_SYNONYMS[unknown]] if _SYNONYMS.get(unknown) in known else []
         close = close or difflib.get_close_matches(unknown, known, n=1, cutoff=0.6)
@@ -66,6 +77,15 @@ def _describe_error(error: Any) -> tuple[str, str, str]:
     # A key pasted under the wrong type (`serve.api_keys: sk-...`) must not be echoed back.
     shown = "a value that looks like a secret, not shown" if holds_secret(path, value) else None
     return path, _message(kind, error), shown or _show(value)
+
+
+def _use_instead(key: str, value: Any) -> str:
+    """`replaced; use train.objective: dpo`: the new key, with the old value where it carries."""
+    new = _REPLACED[key]
+    if key in _REPLACED_VALUES:
+        value = _REPLACED_VALUES[key].get(value) if isinstance(value, str) else None
+    shown = f": {value}" if isinstance(value, (str, int, float)) else ""
+    return f"replaced; use {new}{shown}"
 
 
 def _message(kind: str, error: Any) -> str:
@@ -108,9 +128,11 @@ def _walk(loc: tuple[Any, ...]) -> tuple[str, type[BaseModel] | None]:
     annotation: Any = Config
     for item in loc:
         model = _model_in(annotation)
-        if model is not None and isinstance(item, str) and item in model.model_fields:
+        if model is not None and isinstance(item, str) and _field(model, item) is not None:
             parts.append(item)
-            annotation = model.model_fields[item].annotation
+            annotation = _field(model, item).annotation
+        elif isinstance(item, str) and _tagged(annotation, item) is not None:
+            annotation = _tagged(annotation, item)  # a discriminated union's member: walk into it
         elif isinstance(item, int) and _origin(annotation) in (list, tuple):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
             annotation = _args(annotation)[0] if _args(annotation) else Any
@@ -119,6 +141,23 @@ def _walk(loc: tuple[Any, ...]) -> tuple[str, type[BaseModel] | None]:
             annotation = _args(annotation)[1] if len(_args(annotation)) == 2 else Any
         # anything else is a union-member tag such as 'int' or "literal['auto']": skip it
     return ".".join(parts), _model_in(annotation)
+
+
+def _field(model: type[BaseModel], key: str) -> Any:
+    """A model's field by its YAML key: its alias where it has one (`schema`), else its name."""
+    return next((f for name, f in model.model_fields.items() if (f.alias or name) == key), None)
+
+
+def _tagged(annotation: Any, tag: str) -> Any:
+    """The member of a discriminated union (`Annotated[A, Tag("a")] | ...`) tagged `tag`."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    for member in typing.get_args(annotation) if _is_union(annotation) else ():
+        if typing.get_origin(member) is typing.Annotated:
+            base, *meta = typing.get_args(member)
+            if any(getattr(m, "tag", None) == tag for m in meta):
+                return base
+    return None
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -4,14 +4,33 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from tunewright.config.fields import Auto, PositiveFloat, PositiveInt, Section
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 # OpenAI accepts 1-25 epochs; its default picks within the same range.
 Epochs = Annotated[int, Field(ge=1, le=25)]
-Beta = Annotated[float, Field(gt=0, le=2)]
+# OpenAI's DPO takes beta in (0, 2]; train.preference.beta is checked against it.
+MAX_BETA = 2.0
+
+OpenAIMethod = Literal["supervised", "dpo"]
+# train.objective -> OpenAI's fine-tuning method. OpenAI has no ORPO, SimPO or KTO; its
+# reinforcement fine-tuning waits for train.rewards (issue 14).
+OPENAI_METHODS: dict[str, OpenAIMethod] = {"sft": "supervised", "dpo": "dpo"}
+
+
+def openai_objective_problem(objective: str) -> str | None:
+    """Why `train.objective` cannot run with `train.backend: openai`, or None when it can."""
+    if objective in OPENAI_METHODS:
+        return None
+    offered = " and ".join(
+        f"{theirs} (train.objective: {ours})" for ours, theirs in OPENAI_METHODS.items()
+    )
+    return (
+        f"train.objective: {objective} has no OpenAI fine-tuning method; OpenAI offers "
+        f"{offered}: use one of them, or train.backend: local to train {objective} here"
+    )
 
 
 class OpenAIHyperparameters(Section):
@@ -26,11 +45,6 @@ class OpenAIHyperparameters(Section):
     learning_rate_multiplier: PositiveFloat | Auto = Field(
         "auto", description="Scales OpenAI's base learning rate; auto lets OpenAI pick."
     )
-    beta: Beta | Auto = Field(
-        "auto",
-        description="DPO only: how strongly the model is kept near the base model; "
-        "auto lets OpenAI pick.",
-    )
 
 
 class OpenAISection(Section):
@@ -44,13 +58,10 @@ class OpenAISection(Section):
         max_length=64,
         description="Up to 64 characters added to the fine-tuned model's name.",
     )
-    method: Literal["supervised", "dpo"] = Field(
-        "supervised",
-        description="supervised trains on the assistant answers; dpo trains on preference "
-        "pairs (data in the preference format: prompt, chosen, rejected).",
-    )
     hyperparameters: OpenAIHyperparameters = Field(
-        default_factory=OpenAIHyperparameters, description="Training hyperparameters."
+        default_factory=OpenAIHyperparameters,
+        description="Training hyperparameters (the method comes from train.objective, DPO's "
+        "beta from train.preference.beta).",
     )
     seed: int | None = Field(
         None, description="Seed for the job; empty uses the config's top-level `seed`."
@@ -77,9 +88,3 @@ class OpenAISection(Section):
     poll_seconds: float = Field(
         10.0, gt=0, description="Seconds between status checks while following a job."
     )
-
-    @model_validator(mode="after")
-    def _beta_needs_dpo(self) -> OpenAISection:
-        if self.method != "dpo" and self.hyperparameters.beta != "auto":
-            raise ValueError("hyperparameters.beta applies only to method: dpo")
-        return self

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from tunewright.config.fields import Auto, PathList, PositiveFloat, PositiveInt, Section
+from tunewright.config.grpo_section import Grader, GrpoSection
 from tunewright.config.openai_section import OpenAISection
 from tunewright.methods import Method
 
@@ -216,16 +217,27 @@ class TrainSection(Section):
         "local", description="local trains an open model here; openai uses OpenAI fine-tuning."
     )
     method: Method = Field("lora", description="Fine-tuning method.")
-    objective: Literal["sft", "dpo", "orpo", "kto", "simpo"] = Field(
+    objective: Literal["sft", "dpo", "orpo", "kto", "simpo", "grpo"] = Field(
         "sft",
         description="What training optimises: sft (the answers' likelihood), or a preference "
         "objective through TRL: dpo, orpo, simpo (preference pairs) or kto (answers labelled "
-        "desirable or not, or pairs split into one of each). With an adapter, the reference "
-        "model of dpo and kto is the base with the adapter switched off.",
+        "desirable or not, or pairs split into one of each), or grpo (answers sampled from the "
+        "model, scored by train.rewards). With an adapter, the reference model of dpo, kto and "
+        "grpo is the base with the adapter switched off.",
     )
     preference: PreferenceSection = Field(
         default_factory=PreferenceSection,
         description="Options of the preference objectives (train.objective other than sft).",
+    )
+    grpo: GrpoSection = Field(
+        default_factory=GrpoSection, description="Options of train.objective: grpo."
+    )
+    rewards: list[Grader] = Field(
+        default_factory=list,
+        validate_default=True,
+        description="grpo's graders, each a mapping with a `weight` (default 1): `type:` "
+        "exact_match, regex (`pattern`), json_parses, json_schema (`schema`), similarity (chrF "
+        "against the reference, 0-1), length_penalty (`max_words`), or `python: module:function`.",
     )
     lora: LoraSection = Field(
         default_factory=LoraSection, description="LoRA options (lora, qlora, dora)."
@@ -308,6 +320,16 @@ class TrainSection(Section):
         default_factory=DeepSpeedSection,
         description="DeepSpeed ZeRO options (`distributed: deepspeed`).",
     )
+
+    @field_validator("rewards")
+    @classmethod
+    def _rewards_for_grpo(cls, rewards: list, info: ValidationInfo) -> list:
+        objective = info.data.get("objective")
+        if objective == "grpo" and not rewards:
+            raise ValueError("train.objective grpo needs at least one grader")
+        if rewards and objective not in (None, "grpo"):
+            raise ValueError(f"only train.objective grpo uses rewards (objective is {objective})")
+        return rewards
 
 
 class EvalSection(Section):

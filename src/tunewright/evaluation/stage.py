@@ -179,6 +179,12 @@ def _evaluate(config: Config, models: Models, records: list[Record], console: Co
         comparisons.insert(0, compare_preference_accuracy(models, records, config))
         if config.eval.primary_metric == "auto":
             primary = METRIC  # what a preference objective trains for
+    if config.train.objective == "grpo":
+        from tunewright.evaluation.rewards import TOTAL, compare_rewards
+
+        comparisons[:0] = compare_rewards(outputs, records, config)
+        if config.eval.primary_metric == "auto":
+            primary = TOTAL  # the weighted reward grpo maximises
     by_name = {c["metric"]: c for c in comparisons}
     if primary not in by_name:
         raise TunewrightError(

@@ -126,7 +126,7 @@ def submit(
     from tunewright.config import load_config
     from tunewright.openai_ft.client import api_errors
     from tunewright.openai_ft.jobs import JobTracker, stage_dir
-    from tunewright.openai_ft.submit import openai_settings, submit_job
+    from tunewright.openai_ft.submit import openai_method, openai_settings, submit_job
 
     cfg = load_config(config, overrides)
     settings = openai_settings(cfg)
@@ -134,7 +134,8 @@ def submit(
     report = result.reports["train"]
     out.print(
         f"[green]submitted[/green] job [bold]{result.job['id']}[/bold] ({settings.model}, "
-        f"{settings.method}, ~{report.billed_tokens:,} billed tokens over {report.epochs} epochs)"
+        f"{openai_method(cfg)}, ~{report.billed_tokens:,} billed tokens over {report.epochs} "
+        "epochs)"
     )
     out.print(f"saved {stage_dir(cfg)}")
     if not (wait or settings.wait):

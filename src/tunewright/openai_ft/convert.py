@@ -8,15 +8,16 @@ train on their chosen answer there, as they do locally. DPO files are its OpenAI
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from tunewright.config.openai_section import OpenAIMethod
 from tunewright.data.export import export_records
 from tunewright.data.records import Record
 
-Method = Literal["supervised", "dpo"]
 
-
-def write_openai_file(records: list[Record], method: Method, target: Path) -> list[dict[str, Any]]:
+def write_openai_file(
+    records: list[Record], method: OpenAIMethod, target: Path
+) -> list[dict[str, Any]]:
     """Write `records` as an OpenAI JSONL file for `method`; returns the records left out, each
     as {"source": "file:line", "reason": ...}."""
     if method == "supervised":

@@ -14,13 +14,19 @@ from typing import Any
 from rich.console import Console
 
 from tunewright.config import Config
-from tunewright.config.openai_section import OpenAISection
+from tunewright.config.openai_section import (
+    OPENAI_METHODS,
+    OpenAIMethod,
+    OpenAISection,
+    openai_objective_problem,
+)
 from tunewright.data.records import Record
 from tunewright.errors import TunewrightError
 from tunewright.files import atomic_write_json, read_jsonl
 from tunewright.openai_ft import check, jobs
 from tunewright.openai_ft.client import api_errors, make_client
 from tunewright.openai_ft.convert import write_openai_file
+from tunewright.openai_ft.preflight import preference_problems
 from tunewright.runs import stage_run
 
 
@@ -50,11 +56,12 @@ def submit_job(config: Config, console: Console | None = None) -> Submission:
             f"train.backend is {config.train.backend}, not openai",
             hint="Set train.backend: openai in the config (or pass train.backend=openai).",
         )
+    method = openai_method(config)
     client = make_client(settings)  # a missing key fails here, before any work
     train, held_out, inputs = prepared_records(config, console)
     with stage_run(config, jobs.STAGE, inputs=inputs) as run:
         jobs.reset_job_outputs(run.dir)
-        paths = _convert(run, settings, train, held_out, console)
+        paths = _convert(run, settings, method, train, held_out, console)
         reports = _check(config, settings, paths, len(train))
         atomic_write_json(run.output("check.json"), {k: r.to_dict() for k, r in reports.items()})
         _refuse_on_errors(reports)
@@ -68,7 +75,7 @@ def submit_job(config: Config, console: Console | None = None) -> Submission:
             job_id=data["id"],
             job_status=data["status"],
             model=settings.model,
-            method=settings.method,
+            method=method,
             billed_tokens_estimate=reports["train"].billed_tokens,
             epochs_estimate=reports["train"].epochs,
         )
@@ -91,17 +98,32 @@ def prepared_records(
     return read_jsonl(files[0]), read_jsonl(files[1]), files
 
 
+def openai_method(config: Config) -> OpenAIMethod:
+    """OpenAI's fine-tuning method for `train.objective`; refuses what OpenAI cannot run (the
+    same problems `tunewright validate` reports)."""
+    objective = config.train.objective
+    problem = openai_objective_problem(objective)
+    problems = ([problem] if problem else []) + preference_problems(config)
+    if problems:
+        raise TunewrightError(
+            "; ".join(problems), hint="`tunewright validate CONFIG` lists every problem."
+        )
+    return OPENAI_METHODS[objective]
+
+
 def job_request(config: Config, settings: OpenAISection, files: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of `client.fine_tuning.jobs.create`: the one translation from our
-    config to OpenAI's job request."""
-    hyper = settings.hyperparameters.model_dump()
-    if settings.method != "dpo":
-        del hyper["beta"]
+    config (`openai`, `train.objective`, `train.preference`) to OpenAI's job request."""
+    method = openai_method(config)
+    hyper: dict[str, Any] = settings.hyperparameters.model_dump()
+    beta = config.train.preference.beta
+    if method == "dpo" and beta != "auto":  # left out, OpenAI picks it
+        hyper["beta"] = beta
     request: dict[str, Any] = {
         "model": settings.model,
         "training_file": files["train"]["id"],
         "seed": config.seed if settings.seed is None else settings.seed,
-        "method": {"type": settings.method, settings.method: {"hyperparameters": hyper}},
+        "method": {"type": method, method: {"hyperparameters": hyper}},
     }
     if files.get("validation"):
         request["validation_file"] = files["validation"]["id"]
@@ -117,6 +139,7 @@ def job_request(config: Config, settings: OpenAISection, files: dict[str, Any]) 
 def _convert(
     run: Any,
     settings: OpenAISection,
+    method: OpenAIMethod,
     train: list[Record],
     held_out: list[Record],
     console: Console,
@@ -127,19 +150,20 @@ def _convert(
     paths = {}
     for side, records in sides.items():
         path = run.output(f"{side}.jsonl")
-        skipped = write_openai_file(records, settings.method, path)
+        skipped = write_openai_file(records, method, path)
         if skipped:
             raise OpenAIDataError(
-                f"{len(skipped)} of {len(records)} {side} records cannot be sent as "
-                f"{settings.method} data; first: {skipped[0]['source']}: {skipped[0]['reason']}",
-                hint="method dpo needs preference data (prompt, chosen, rejected); "
-                "supervised takes every other format.",
+                f"{len(skipped)} of {len(records)} {side} records cannot be sent as OpenAI "
+                f"{method} data; first: {skipped[0]['source']}: {skipped[0]['reason']}",
+                hint="train.objective: dpo needs preference pairs (prompt, chosen, rejected; "
+                "see the README's preference shapes); train.objective: sft takes every other "
+                "format.",
             )
         paths[side] = path
     console.print(
         f"converted {len(train)} train"
         + (f" and {len(held_out)} validation" if "validation" in paths else "")
-        + f" examples to OpenAI {settings.method} JSONL"
+        + f" examples to OpenAI {method} JSONL"
     )
     return paths
 

@@ -1,6 +1,6 @@
 """loss.png: train and eval loss against optimizer steps; rewards.png for the preference
 objectives: the implicit rewards of the chosen and rejected answers, their margin and the share
-of pairs ranked right. Both from metrics.jsonl."""
+of pairs ranked right, or for grpo the graders' rewards. Both from metrics.jsonl."""
 
 from __future__ import annotations
 
@@ -53,8 +53,10 @@ def plot_loss(metrics: Path, target: Path, title: str) -> None:
     atomic_write_bytes(target, buffer.getvalue())
 
 
-# Objectives whose TRL trainer logs rewards/chosen, rewards/rejected, margins and accuracies.
-PREFERENCE_PLOTS = ("dpo", "orpo", "simpo", "kto")
+# Objectives whose TRL trainer logs rewards: rewards/chosen, rewards/rejected, margins and
+# accuracies for the preference objectives; each grader's rewards/<name>/mean and their weighted
+# total (`reward`) for grpo.
+PREFERENCE_PLOTS = ("dpo", "orpo", "simpo", "kto", "grpo")
 REWARD_SERIES = ("rewards/chosen", "rewards/rejected", "rewards/margins")
 
 
@@ -76,6 +78,9 @@ def plot_rewards(metrics: Path, target: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     entries = read_metrics(metrics)
+    if grader_curves(entries):
+        plot_grader_rewards(entries, target, title)
+        return
     train, evals = reward_curves(entries), reward_curves(entries, "eval_")
     fig, (rewards, accuracy) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     for name, color in zip(REWARD_SERIES, ("#2ca02c", "#d62728", "#1f77b4"), strict=True):
@@ -96,6 +101,50 @@ def plot_rewards(metrics: Path, target: Path, title: str) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     accuracy.set_ylim(-0.05, 1.05)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(target, buffer.getvalue())
+
+
+def grader_curves(entries: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """GRPO's mean reward per grader over steps (`rewards/<name>/mean`), plus `reward`, their
+    weighted total."""
+    names = sorted(
+        {k for e in entries for k in e if k.startswith("rewards/") and k.endswith("/mean")}
+    )
+    if not names:
+        return {}
+    return {
+        name: [(e["step"], e[name]) for e in entries if _finite(e.get(name))]
+        for name in ["reward", *names]
+    }
+
+
+def plot_grader_rewards(entries: list[dict], target: Path, title: str) -> None:
+    """rewards.png for grpo: the weighted total on the left, each grader's mean on the right."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = grader_curves(entries)
+    fig, (total, each) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    if curves["reward"]:
+        total.plot(*zip(*curves["reward"], strict=True), color="#1f77b4", label="weighted total")
+    for name, points in curves.items():
+        if name != "reward" and points:
+            each.plot(*zip(*points, strict=True), label=name.split("/")[1])
+    total.set_title(f"{title}: reward of the sampled answers")
+    each.set_title("mean score per grader")
+    for ax in (total, each):
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")

@@ -63,7 +63,10 @@ def resolve_options(config: Config, records: list[Record]) -> dict[str, Resolved
         else:
             found["loss_type"] = Resolved("sigmoid", "auto: the DPO paper's loss")
     if objective in ("dpo", "simpo"):
-        found["label_smoothing"] = Resolved(options.label_smoothing, "config")
+        given = "label_smoothing" in options.model_fields_set
+        found["label_smoothing"] = Resolved(
+            options.label_smoothing, "config" if given else "default"
+        )
     if objective == "simpo":
         if options.simpo_gamma == "auto":
             found["simpo_gamma"] = Resolved(0.5, "auto: the SimPO paper's default")
@@ -92,7 +95,13 @@ def objective_arguments(config: Config, options: dict[str, Resolved]) -> tuple[t
     objective = config.train.objective
     module, _trainer, config_class = TRL_CLASSES[objective]
     values = {key: resolved.value for key, resolved in options.items()}
-    arguments: dict[str, Any] = {"beta": values["beta"], "max_length": config.data.max_seq_len}
+    arguments: dict[str, Any] = {
+        "beta": values["beta"],
+        "max_length": config.data.max_seq_len,
+        # TRL's configs turn checkpointing on by default; train.gradient_checkpointing (the
+        # lever, already applied to the model) decides instead
+        "activation_checkpointing": False,
+    }
     if objective == "dpo":
         arguments |= {
             "loss_type": [values["loss_type"]],

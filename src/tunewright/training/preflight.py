@@ -17,6 +17,9 @@ def preflight(config: Config) -> list[str]:
     problems += objective_problems(config)
     if config.train.backend != "local":
         return problems
+    from tunewright.training.grpo import grpo_problems
+
+    problems += grpo_problems(config)
     from tunewright.device import detect_device
     from tunewright.training.engines import check_engine, deepspeed_settings
     from tunewright.training.levers import lever_problems
@@ -35,16 +38,16 @@ def preflight(config: Config) -> list[str]:
 def objective_problems(config: Config) -> list[str]:
     """`train.objective` against the backend and the method (the data is checked once it is
     prepared, `training.preference.check_objective_data`)."""
+    from tunewright.config.openai_section import openai_objective_problem
     from tunewright.methods import PROMPT_METHODS
 
     objective = config.train.objective
     if objective == "sft":
         return []
     if config.train.backend == "openai":
-        return [
-            f"train.objective: {objective} trains locally; the OpenAI backend takes its method "
-            "from openai.method (supervised or dpo)"
-        ]
+        # OpenAI runs dpo as its own DPO method (openai_ft.submit); it has nothing for the rest.
+        problem = openai_objective_problem(objective)
+        return [problem] if problem else []
     if config.train.method in PROMPT_METHODS:
         return [
             f"train.objective: {objective} does not run with train.method "

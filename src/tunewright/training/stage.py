@@ -103,7 +103,10 @@ def build_job(
                 f"{config.model.name} is an encoder"
             )
 
-        job = build_preference_job(config, folder, tokenizer, train_records, eval_records, context)
+        build = build_preference_job
+        if config.train.objective == "grpo":
+            from tunewright.training.grpo import build_grpo_job as build
+        job = build(config, folder, tokenizer, train_records, eval_records, context)
     elif _is_encoder(folder):
         from tunewright.training.encoder import build_encoder_job
 
@@ -427,8 +430,11 @@ def _print_plan(console: Console, config: Config, hyper: Any, job: Job, plan: An
 
 def _describe_objective(job: Job) -> str:
     """e.g. "objective dpo: beta 0.1 (auto: dpo's usual value), loss_type sigmoid (...)"."""
-    options = job.extra.get("preference")
+    options = job.extra.get("preference") or job.extra.get("grpo")
     if options is None:
         return ""
     values = ", ".join(f"{k} {v['value']} ({v['source']})" for k, v in options.items())
-    return f"\n  objective {job.extra['objective']}: {values}"
+    rewards = " + ".join(f"{r['weight']:g} x {r['name']}" for r in job.extra.get("rewards", []))
+    return f"\n  objective {job.extra['objective']}: {values}" + (
+        f"\n  reward = {rewards}" if rewards else ""
+    )
