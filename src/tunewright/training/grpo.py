@@ -26,7 +26,7 @@ from typing import Any
 from tunewright.config import Config
 from tunewright.data.records import Record, expected_answer, location, prompt_messages
 from tunewright.errors import ConfigError
-from tunewright.training.preference import ObjectiveDataError, Resolved
+from tunewright.training.preference import ObjectiveDataError, Resolved, load_policy
 from tunewright.training.rewards import Grader
 
 GROUP_SIZES = range(8, 1, -1)  # auto: the largest of 8..2 that divides a step's completions
@@ -46,11 +46,8 @@ def build_grpo_job(
     before the model loads, our model setup, TRL's trainer."""
     from tunewright.models import count_parameters
     from tunewright.training.defaults import resolve_hyper
-    from tunewright.training.distributed import DistContext, run_on_main
+    from tunewright.training.distributed import DistContext
     from tunewright.training.job import Job
-    from tunewright.training.levers import loaded_levers, resolve_levers
-    from tunewright.training.memory import causal_checkpointing
-    from tunewright.training.model_setup import load_base_for_training, wrap_model
     from tunewright.training.rewards import build_graders, check_on_references
 
     del evals  # scored by the eval stage, see the module docstring
@@ -62,14 +59,7 @@ def build_grpo_job(
     hyper = resolve_hyper(config.train, n_params, len(rows), processes=context.world_size)
     options = resolve_options(config, hyper, tokenizer, rows)
     sized = _sequences(tokenizer, rows, options["max_completion_length"].value)
-    checkpointing = run_on_main(
-        context,
-        lambda: causal_checkpointing(config, folder, sized, [], n_params, context.world_size),
-    )
-    levers = resolve_levers(config, checkpointing)
-    base = load_base_for_training(config, folder, levers)
-    levers = loaded_levers(levers, base)
-    model = wrap_model(config, base, "CAUSAL_LM")
+    model, levers = load_policy(config, folder, sized, n_params, context)
     from trl import GRPOConfig
 
     return Job(

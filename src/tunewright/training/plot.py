@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from tunewright.files import atomic_write_bytes, read_jsonl
 
@@ -27,7 +28,6 @@ def _finite(value: object) -> bool:
 
 
 def plot_loss(metrics: Path, target: Path, title: str) -> None:
-    import io
 
     import matplotlib
 
@@ -46,11 +46,7 @@ def plot_loss(metrics: Path, target: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     if train or evals:
         ax.legend()
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(target, buffer.getvalue())
+    _save(fig, target)
 
 
 # Objectives whose TRL trainer logs rewards: rewards/chosen, rewards/rejected, margins and
@@ -70,7 +66,6 @@ def reward_curves(entries: list[dict], prefix: str = "") -> dict[str, list[tuple
 
 
 def plot_rewards(metrics: Path, target: Path, title: str) -> None:
-    import io
 
     import matplotlib
 
@@ -101,11 +96,7 @@ def plot_rewards(metrics: Path, target: Path, title: str) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     accuracy.set_ylim(-0.05, 1.05)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(target, buffer.getvalue())
+    _save(fig, target)
 
 
 def grader_curves(entries: list[dict]) -> dict[str, list[tuple[int, float]]]:
@@ -124,7 +115,6 @@ def grader_curves(entries: list[dict]) -> dict[str, list[tuple[int, float]]]:
 
 def plot_grader_rewards(entries: list[dict], target: Path, title: str) -> None:
     """rewards.png for grpo: the weighted total on the left, each grader's mean on the right."""
-    import io
 
     import matplotlib
 
@@ -145,6 +135,15 @@ def plot_grader_rewards(entries: list[dict], target: Path, title: str) -> None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
+    _save(fig, target)
+
+
+def _save(fig: Any, target: Path) -> None:
+    """The figure as PNG, written atomically, and closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")

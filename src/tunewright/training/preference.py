@@ -172,11 +172,8 @@ def build_preference_job(
 ) -> Any:
     """The `Job` of a preference objective: our model setup, TRL's trainer."""
     from tunewright.models import count_parameters
-    from tunewright.training.distributed import DistContext, run_on_main
+    from tunewright.training.distributed import DistContext
     from tunewright.training.job import Job
-    from tunewright.training.levers import loaded_levers, resolve_levers
-    from tunewright.training.memory import causal_checkpointing
-    from tunewright.training.model_setup import load_base_for_training, wrap_model
 
     objective = config.train.objective
     check_objective_data(objective, train, "the train split")
@@ -186,14 +183,7 @@ def build_preference_job(
     context = context or DistContext()
     n_params = count_parameters(folder) or 0
     sized = _sequences(tokenizer, train, config.data.max_seq_len)
-    checkpointing = run_on_main(
-        context,
-        lambda: causal_checkpointing(config, folder, sized, [], n_params, context.world_size),
-    )
-    levers = resolve_levers(config, checkpointing)
-    base = load_base_for_training(config, folder, levers)
-    levers = loaded_levers(levers, base)
-    model = wrap_model(config, base, "CAUSAL_LM")
+    model, levers = load_policy(config, folder, sized, n_params, context)
     options = resolve_options(config, train)
     args_class, arguments = objective_arguments(config, options)
     return Job(
@@ -213,6 +203,27 @@ def build_preference_job(
         args_class=args_class,
         objective_args=arguments,
     )
+
+
+def load_policy(
+    config: Config, folder: Path, sequences: list[dict[str, Any]], n_params: int, context: Any
+) -> tuple[Any, dict[str, Any]]:
+    """The model a TRL objective trains, set up as for SFT: the memory levers (checkpointing
+    decided by rank 0's memory model for these rendered `sequences`), the base loaded with
+    them, the method's wrapper. Returns (model, levers)."""
+    from tunewright.training.distributed import run_on_main
+    from tunewright.training.levers import loaded_levers, resolve_levers
+    from tunewright.training.memory import causal_checkpointing
+    from tunewright.training.model_setup import load_base_for_training, wrap_model
+
+    checkpointing = run_on_main(
+        context,
+        lambda: causal_checkpointing(config, folder, sequences, [], n_params, context.world_size),
+    )
+    levers = resolve_levers(config, checkpointing)
+    base = load_base_for_training(config, folder, levers)
+    levers = loaded_levers(levers, base)
+    return wrap_model(config, base, "CAUSAL_LM"), levers
 
 
 def _sequences(tokenizer: Any, records: list[Record], max_len: int) -> list[dict[str, Any]]:
