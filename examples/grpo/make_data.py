@@ -1,5 +1,6 @@
-"""Writes sums.jsonl: 200 additions of two numbers from 2 to 49, asked for the number alone,
-with the sum as the reference answer. Deterministic: run it again and the file is identical.
+"""Writes people.jsonl: 200 sentences about a person, each asked for as a JSON object with
+keys name, age and city, with that object as the reference answer. Deterministic: run it again
+and the file is identical.
 
     python examples/grpo/make_data.py
 """
@@ -10,29 +11,39 @@ import json
 import random
 from pathlib import Path
 
-ASKS = [
-    "What is {a} + {b}? Reply with the number only.",
-    "Add {a} and {b}. Answer with just the number.",
-    "{a} plus {b} equals what? Give only the number.",
-    "Compute {a} + {b}. Output the number and nothing else.",
+NAMES = [
+    "Alice", "Omar", "Lena", "Kenji", "Maria", "Tom", "Priya", "Jonas", "Amara", "Luis",
+    "Mei", "Sven", "Fatima", "Noah", "Ines", "Ravi", "Chloe", "Tariq", "Elena", "Kofi",
+]  # fmt: skip
+CITIES = [
+    "Paris", "Lagos", "Oslo", "Lima", "Seoul", "Cairo", "Quito", "Perth", "Lisbon", "Dakar",
+    "Hanoi", "Vienna", "Bogota", "Tunis", "Riga", "Osaka", "Accra", "Porto", "Lyon", "Bern",
+]  # fmt: skip
+SENTENCES = [
+    "{name} is {age} years old and lives in {city}.",
+    "{name}, aged {age}, has a flat in {city}.",
+    "Living in {city}, {name} turned {age} this year.",
+    "{name} moved to {city} and is now {age}.",
 ]
+ASK = "Extract the name, age and city as a JSON object with keys name, age and city: {sentence}"
 
 
 def rows(n: int = 200, seed: int = 0) -> list[dict[str, str]]:
     rng = random.Random(seed)
-    seen: set[tuple[int, int]] = set()
+    seen: set[str] = set()
     found = []
     while len(found) < n:
-        a, b = rng.randint(2, 49), rng.randint(2, 49)
-        if (a, b) in seen:
+        person = {"name": rng.choice(NAMES), "age": rng.randint(18, 80), "city": rng.choice(CITIES)}
+        sentence = rng.choice(SENTENCES).format(**person)
+        if sentence in seen:
             continue
-        seen.add((a, b))
-        found.append({"instruction": rng.choice(ASKS).format(a=a, b=b), "output": str(a + b)})
+        seen.add(sentence)
+        found.append({"instruction": ASK.format(sentence=sentence), "output": json.dumps(person)})
     return found
 
 
 def main() -> None:
-    target = Path(__file__).with_name("sums.jsonl")
+    target = Path(__file__).with_name("people.jsonl")
     target.write_text("".join(json.dumps(r) + "\n" for r in rows()), encoding="utf-8")
     print(f"{target}: {len(rows())} rows")
 

@@ -99,9 +99,13 @@ def test_objective_trains_logs_rewards_and_records_its_options(
     assert (stage / "rewards.png").stat().st_size > 1000
 
 
-def test_dpo_resumes_from_its_checkpoint(tmp_path, tiny_model_dir):
-    train = {**TRAIN, "objective": "dpo", "save_every": 1, "max_steps": 3}
-    path = make_project(tmp_path, model=tiny_model_dir, rows=pair_rows(12), train=train)
+@pytest.mark.parametrize(
+    ("objective", "rows"),
+    [("dpo", pair_rows), ("orpo", pair_rows), ("simpo", pair_rows), ("kto", feedback_rows)],
+)
+def test_objective_resumes_from_its_checkpoint(tmp_path, tiny_model_dir, objective, rows):
+    train = {**TRAIN, "objective": objective, "save_every": 1, "max_steps": 3}
+    path = make_project(tmp_path, model=tiny_model_dir, rows=rows(12), train=train)
     config = load_config(path, ["train.max_steps=2"])
     run_job(config, build_job(config, console=None))
     config = load_config(path)
@@ -189,3 +193,38 @@ def test_eval_scores_preference_accuracy_on_held_out_pairs(tmp_path, tiny_model_
     swapped = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in held_out]
     straight = pair_scores(model, tokenizer, held_out, 256)
     assert [1.0 - s for s in straight] == pair_scores(model, tokenizer, swapped, 256)
+
+
+def test_reference_free_dpo_skips_the_reference(tmp_path, tiny_model_dir):
+    """With a reference, the first step's loss is exactly ln 2 (the fresh adapter is the
+    reference); without, it is -log sigmoid(beta x the policy's own log-likelihood gap)."""
+    losses = {}
+    for free in (False, True):
+        train = {
+            **TRAIN, "objective": "dpo", "max_steps": 1,
+            "preference": {"reference_free": free},
+        }  # fmt: skip
+        folder = tmp_path / str(free)
+        config = load_config(
+            make_project(folder, model=tiny_model_dir, rows=pair_rows(12), train=train)
+        )
+        run_job(config, build_job(config, console=None))
+        stage = folder / "runs" / "default" / "train"
+        entry = next(e for e in read_jsonl(stage / "metrics.jsonl") if "loss" in e)
+        losses[free] = entry["loss"]
+        manifest = json.loads((stage / "manifest.json").read_text())
+        assert manifest["preference"]["reference_free"]["value"] is free
+    assert losses[False] == pytest.approx(0.6931, abs=1e-3)
+    assert abs(losses[True] - 0.6931) > 1e-3, losses
+
+
+def test_reference_free_is_refused_off_dpo(run_cli, tmp_path, tiny_model_dir):
+    path = make_project(
+        tmp_path, model=tiny_model_dir, rows=pair_rows(8),
+        train={**TRAIN, "objective": "orpo", "preference": {"reference_free": True}},
+    )  # fmt: skip
+    code, out, err = run_cli("validate", str(path))
+    assert code == 1
+    assert "train.preference.reference_free: applies to train.objective dpo" in " ".join(
+        (out + err).split()
+    )

@@ -62,6 +62,11 @@ def resolve_options(config: Config, records: list[Record]) -> dict[str, Resolved
             found["loss_type"] = Resolved("robust", "auto: label_smoothing is set")
         else:
             found["loss_type"] = Resolved("sigmoid", "auto: the DPO paper's loss")
+    if objective == "dpo":
+        found["reference_free"] = Resolved(
+            options.reference_free,
+            "config" if "reference_free" in options.model_fields_set else "default",
+        )
     if objective in ("dpo", "simpo"):
         given = "label_smoothing" in options.model_fields_set
         found["label_smoothing"] = Resolved(
@@ -107,6 +112,9 @@ def objective_arguments(config: Config, options: dict[str, Resolved]) -> tuple[t
             "loss_type": [values["loss_type"]],
             "label_smoothing": values["label_smoothing"],
             "padding_free": False,
+            # reference-free: TRL reads "precomputed" reference log-likelihoods, which our
+            # trainer sets to 0 instead of computing them (`_ReferenceFree`)
+            "precompute_ref_log_probs": values["reference_free"],
         }
     elif objective == "simpo":
         arguments |= {
@@ -241,6 +249,20 @@ def _sequences(tokenizer: Any, records: list[Record], max_len: int) -> list[dict
     return found
 
 
+class _ReferenceFree:
+    """DPO with `train.preference.reference_free`: TRL 1.16's DPOTrainer has no such mode, but
+    with `precompute_ref_log_probs` it reads the reference's log-likelihoods from the columns
+    `ref_chosen_logps` / `ref_rejected_logps` that `_precompute_ref_logps` adds. Adding zeros
+    there instead is exactly reference-free DPO: the loss compares the policy's chosen and
+    rejected log-likelihoods alone, and no reference forward pass runs."""
+
+    # Only reference_free sets precompute_ref_log_probs (`objective_arguments`), so TRL calls
+    # this only then.
+    def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+        zeros = [0.0] * len(dataset)
+        return dataset.add_column("ref_chosen_logps", zeros).add_column("ref_rejected_logps", zeros)
+
+
 def trainer_factory(objective: str, tokenizer: Any) -> Any:
     """A callable with the HF Trainer's keywords that builds TRL's trainer for `objective`,
     with `EngineMixin` in front (FSDP on CPU, resume at `max_steps`)."""
@@ -250,7 +272,8 @@ def trainer_factory(objective: str, tokenizer: Any) -> Any:
 
     module, trainer_name, _config = TRL_CLASSES[objective]
     base = getattr(importlib.import_module(module), trainer_name)
-    trainer_class = type(f"Tunewright{trainer_name}", (EngineMixin, base), {})
+    mixins = (EngineMixin, _ReferenceFree) if objective == "dpo" else (EngineMixin,)
+    trainer_class = type(f"Tunewright{trainer_name}", (*mixins, base), {})
 
     def build(
         *, model: Any, args: Any, train_dataset: list, eval_dataset: list | None, **_: Any

@@ -42,6 +42,11 @@ def objective_problems(config: Config) -> list[str]:
     from tunewright.methods import PROMPT_METHODS
 
     objective = config.train.objective
+    if config.train.preference.reference_free and objective != "dpo":
+        return [
+            f"train.preference.reference_free: applies to train.objective dpo, not {objective} "
+            "(orpo and simpo use no reference model anyway)"
+        ]
     if objective == "sft":
         return []
     if config.train.backend == "openai":
