@@ -18,6 +18,8 @@ pytest.importorskip("fastapi")
 from tests.support.openai_stub import StubServer
 from tests.support.projects import make_project
 
+from tunewright.config.openai_section import RFT_MODEL
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "openai"
 KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"  # must never reach a file or the output
@@ -310,6 +312,119 @@ def test_the_old_method_and_beta_keys_fail_with_what_to_use(run_cli, tmp_path, s
     assert stub.uploaded() == []
 
 
+TRIAGE_GRADERS = '''import json
+
+
+def category_right(completion, reference, prompt):
+    """1 when the answer's category is the reference answer's."""
+    try:
+        return float(json.loads(completion)["category"] == json.loads(reference)["category"])
+    except (ValueError, KeyError, TypeError):
+        return 0.0
+'''
+
+
+def test_objective_grpo_is_reinforcement_fine_tuning_graded_by_the_rewards(run_cli, tmp_path, stub):
+    (tmp_path / "triage_graders.py").write_text(TRIAGE_GRADERS)
+    rewards = [{"type": "exact_match"}, {"python": "triage_graders:category_right", "weight": 0.5}]
+    config = make_config(
+        tmp_path, stub, train={"objective": "grpo", "rewards": rewards}, model=RFT_MODEL
+    )
+    code, out, err = run_cli("openai", "submit", str(config), "--wait")
+    assert code == 0, err
+    assert f"({RFT_MODEL}, reinforcement, billed by training time)" in " ".join(out.split())
+    folder = tmp_path / "runs" / "oa" / "openai"
+    job = json.loads((folder / "job.json").read_text())
+    assert job["status"] == "succeeded" and job["method"]["type"] == "reinforcement"
+    # The job's grader: train.rewards as one multi grader with the same weights.
+    method = stub.create_request(job["id"])["method"]
+    assert method["type"] == "reinforcement"
+    grader = method["reinforcement"]["grader"]
+    assert grader["type"] == "multi"
+    assert grader["calculate_output"] == "exact_match + 0.5 * category_right"
+    assert grader["graders"]["exact_match"] == {
+        "type": "string_check",
+        "name": "exact_match",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.reference}}",
+        "operation": "eq",
+    }
+    python = grader["graders"]["category_right"]
+    assert python["type"] == "python" and "def category_right(" in python["source"]
+    assert job["method"]["reinforcement"]["grader"] == grader  # stored as OpenAI returned it
+    # The rows: each ticket's prompt up to the user's turn, and its answer as the reference.
+    tickets = [json.loads(line)["messages"] for line in (EXAMPLE / "tickets.jsonl").open()]
+    answers = {m[1]["content"]: m[2]["content"] for m in tickets}
+    uploaded = dict(stub.uploaded())
+    rows = [json.loads(line) for line in uploaded["train.jsonl"].splitlines()]
+    assert len(rows) == 54 and all(set(row) == {"messages", "reference"} for row in rows)
+    for row in rows:
+        assert [m["role"] for m in row["messages"]] == ["developer", "user"]
+        assert row["reference"] == answers[row["messages"][-1]["content"]]
+    assert len(uploaded["validation.jsonl"].splitlines()) == 6
+    # The python grader, run as OpenAI runs it on these rows, gives each reference full marks.
+    namespace: dict = {}
+    exec(compile(python["source"], "grader", "exec"), namespace)
+    assert all(namespace["grade"]({"output_text": r["reference"]}, r) == 1.0 for r in rows)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["method"] == "reinforcement" and manifest["billed_tokens_estimate"] is None
+
+
+def test_objective_grpo_refuses_what_openai_cannot_grade_or_run(run_cli, tmp_path, stub):
+    rewards = [
+        {"type": "exact_match"},
+        {"type": "json_schema", "schema": {"type": "object"}},
+    ]
+    config = make_config(tmp_path, stub, train={"objective": "grpo", "rewards": rewards})
+    for command in (["validate"], ["openai", "submit"]):
+        code, out, err = run_cli(*command, str(config))
+        message = " ".join((out + err).split())
+        assert code == 1, command
+        assert "train.rewards[1]: json_schema has no OpenAI grader" in message
+        assert "train.rewards[0]" not in message
+        assert f"grpo needs a reasoning model: openai.model: {RFT_MODEL}" in message
+        assert "Traceback" not in message
+    assert stub.uploaded() == [] and not (tmp_path / "runs/oa/openai").exists()
+
+
+def test_the_stub_refuses_reinforcement_jobs_openai_would_refuse(stub):
+    import openai
+
+    client = openai.OpenAI(api_key=KEY, base_url=stub.base_url)
+    train = client.files.create(file=("t.jsonl", b"{}\n"), purpose="fine-tune").id
+    check = {
+        "type": "string_check",
+        "name": "check",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.reference}}",
+        "operation": "eq",
+    }
+
+    def refused(model: str, grader: dict) -> str:
+        method = {"type": "reinforcement", "reinforcement": {"grader": grader}}
+        with pytest.raises(openai.BadRequestError) as info:
+            client.fine_tuning.jobs.create(model=model, training_file=train, method=method)
+        return str(info.value)
+
+    assert "does not support reinforcement" in refused("gpt-4o-mini-2024-07-18", check)
+    assert "method.reinforcement.grader.operation" in refused(
+        RFT_MODEL, {**check, "operation": "equals"}
+    )
+    multi = {"type": "multi", "name": "m", "graders": {"check": check}}
+    assert "unknown grader name(s) other" in refused(
+        RFT_MODEL, {**multi, "calculate_output": "check + other"}
+    )
+    assert "must define grade" in refused(
+        RFT_MODEL, {"type": "python", "name": "p", "source": "def score(sample, item): return 1"}
+    )
+    job = client.fine_tuning.jobs.create(
+        model=RFT_MODEL,
+        training_file=train,
+        method={"type": "reinforcement", "reinforcement": {"grader": check}},
+    )
+    assert job.method.type == "reinforcement"
+
+
 @pytest.mark.parametrize("objective", ["orpo", "simpo", "kto"])
 def test_objectives_openai_has_no_method_for_are_refused(run_cli, tmp_path, stub, objective):
     config = make_config(
@@ -319,7 +434,10 @@ def test_objectives_openai_has_no_method_for_are_refused(run_cli, tmp_path, stub
         data_format="preference",
         train={"objective": objective},
     )
-    offered = "OpenAI offers supervised (train.objective: sft) and dpo (train.objective: dpo)"
+    offered = (
+        "OpenAI offers supervised (train.objective: sft), dpo (train.objective: dpo) and "
+        "reinforcement (train.objective: grpo)"
+    )
     code, out, err = run_cli("validate", str(config))
     message = " ".join((out + err).split())
     assert code == 1

@@ -14,14 +14,22 @@ the tests check that each one is shown). The job's suffix picks another scenario
 after validating its files), "cancelled" (cancelled by someone else while running) or "slow"
 (each status lasts a minute, time to cancel it).
 
+Reinforcement jobs (method type "reinforcement") need a reasoning model (o4-mini) and a grader
+that OpenAI would accept: a known type with its required fields, known string_check operations
+and text_similarity metrics, templates in the item/sample namespaces, python source that
+compiles and defines `grade`, and a multi grader whose graders are a mapping by name, with a
+`calculate_output` that names only them.
+
 Not product code: tests only.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import itertools
 import json
+import re
 import socket
 import threading
 import time
@@ -41,7 +49,26 @@ FINE_TUNABLE = (
     "gpt-4.1-mini-2025-04-14",
     "gpt-4.1-nano-2025-04-14",
     "gpt-3.5-turbo-0125",
+    "o4-mini-2025-04-16",
 )
+RFT_MODELS = ("o4-mini-2025-04-16",)  # reinforcement fine-tuning runs on reasoning models only
+GRADER_FIELDS = {  # each grader type's required fields, as OpenAI's API reference lists them
+    "string_check": ("name", "input", "reference", "operation"),
+    "text_similarity": ("name", "input", "reference", "evaluation_metric"),
+    "python": ("name", "source"),
+    "score_model": ("name", "input", "model"),
+    "multi": ("name", "graders", "calculate_output"),
+}
+STRING_OPERATIONS = ("eq", "ne", "like", "ilike")
+SIMILARITY_METRICS = (
+    "cosine",
+    "fuzzy_match",
+    "bleu",
+    "gleu",
+    "meteor",
+    *(f"rouge_{n}" for n in (1, 2, 3, 4, 5, "l")),
+)
+FORMULA_FUNCTIONS = ("min", "max", "abs", "floor", "ceil", "exp", "sqrt", "log")
 RUNNING_STEPS = 3
 SCENARIOS = {
     "success": ["validating_files", "queued", *["running"] * RUNNING_STEPS, "succeeded"],
@@ -239,10 +266,13 @@ def create_job_from(state: StubState, body: dict[str, Any]) -> dict[str, Any]:
     method = body.get("method") or {"type": "supervised", "supervised": {}}
     if method.get("type") not in ("supervised", "dpo", "reinforcement"):
         raise StubError(400, f"Invalid method type: {method.get('type')}", "method.type")
+    options = method.get(method["type"]) or {}
+    if method["type"] == "reinforcement":
+        _check_reinforcement(model, options)
     suffix = body.get("suffix") or ""
     scenario = next((s for s in SCENARIOS if s != "success" and s in suffix), "success")
     job_id = new_id("ftjob-")
-    hyper = dict((method.get(method["type"]) or {}).get("hyperparameters") or {})
+    hyper = dict(options.get("hyperparameters") or {})
     data = {
         "object": "fine_tuning.job",
         "id": job_id,
@@ -263,7 +293,7 @@ def create_job_from(state: StubState, body: dict[str, Any]) -> dict[str, Any]:
         "estimated_finish": None,
         "integrations": [],
         "metadata": body.get("metadata"),
-        "method": {"type": method["type"], method["type"]: {"hyperparameters": hyper}},
+        "method": {"type": method["type"], method["type"]: {**options, "hyperparameters": hyper}},
     }
     job = Job(data, scenario)
     state.jobs[job_id] = job
@@ -278,6 +308,76 @@ def _check_training_file(state: StubState, key: str, file_id: Any) -> None:
         raise StubError(400, f"invalid {key}: {file_id}", key, "invalid_file")
     if state.files[file_id]["purpose"] != "fine-tune":
         raise StubError(400, f"File {file_id} does not have purpose 'fine-tune'", key)
+
+
+def _check_reinforcement(model: str, options: dict[str, Any]) -> None:
+    base = model.split(":")[1] if model.startswith("ft:") else model
+    if base not in RFT_MODELS:
+        message = f"Model {model} does not support reinforcement fine-tuning."
+        raise StubError(400, message, "model", "model_not_available")
+    if "grader" not in options:
+        param = "method.reinforcement.grader"
+        raise StubError(400, f"Missing required parameter: '{param}'.", param)
+    check_grader(options["grader"], "method.reinforcement.grader", nested=False)
+
+
+def check_grader(grader: Any, param: str, nested: bool) -> None:
+    """What OpenAI checks of a grader when the job is created (a multi grader's graders may not
+    be multi graders themselves)."""
+    if not isinstance(grader, dict):
+        raise StubError(400, f"Invalid type for '{param}': expected an object.", param)
+    kind = grader.get("type")
+    if kind not in GRADER_FIELDS or (nested and kind == "multi"):
+        message = f"Invalid value for '{param}.type': {kind!r}."
+        raise StubError(400, message, f"{param}.type", "invalid_value")
+    for key in GRADER_FIELDS[kind]:
+        if grader.get(key) in (None, "", {}, []):
+            where = f"{param}.{key}"
+            raise StubError(400, f"Missing required parameter: '{where}'.", where)
+    if kind == "string_check" and grader["operation"] not in STRING_OPERATIONS:
+        where = f"{param}.operation"
+        raise StubError(400, f"Invalid value for '{where}': {grader['operation']!r}.", where)
+    if kind == "text_similarity" and grader["evaluation_metric"] not in SIMILARITY_METRICS:
+        where = f"{param}.evaluation_metric"
+        message = f"Invalid value for '{where}': {grader['evaluation_metric']!r}."
+        raise StubError(400, message, where)
+    for key in ("input", "reference"):
+        _check_template(grader.get(key), f"{param}.{key}")
+    if kind == "python":
+        _check_python(grader["source"], f"{param}.source")
+    if kind == "multi":
+        _check_multi(grader, param)
+
+
+def _check_template(text: Any, param: str) -> None:
+    for namespace in re.findall(r"\{\{\s*(\w+)\.", text if isinstance(text, str) else ""):
+        if namespace not in ("item", "sample"):
+            message = f"Invalid template namespace '{namespace}' in '{param}': use item or sample."
+            raise StubError(400, message, param)
+
+
+def _check_python(source: Any, param: str) -> None:
+    try:
+        tree = ast.parse(str(source))
+    except SyntaxError as exc:
+        raise StubError(400, f"Invalid python grader source: {exc.msg}.", param) from None
+    if not any(isinstance(n, ast.FunctionDef) and n.name == "grade" for n in tree.body):
+        raise StubError(400, "The python grader must define grade(sample, item).", param)
+
+
+def _check_multi(grader: dict[str, Any], param: str) -> None:
+    graders = grader["graders"]
+    if not isinstance(graders, dict):
+        message = f"Invalid type for '{param}.graders': expected an object of graders by name."
+        raise StubError(400, message, f"{param}.graders")
+    for name, inner in graders.items():
+        check_grader(inner, f"{param}.graders.{name}", nested=True)
+    names = set(re.findall(r"[A-Za-z_]\w*", grader["calculate_output"]))
+    unknown = sorted(names - set(graders) - set(FORMULA_FUNCTIONS))
+    if unknown:
+        where = f"{param}.calculate_output"
+        message = f"Invalid '{where}': unknown grader name(s) {', '.join(unknown)}."
+        raise StubError(400, message, where)
 
 
 def find_job(state: StubState, job_id: str) -> Job:

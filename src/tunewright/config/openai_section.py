@@ -14,19 +14,26 @@ Epochs = Annotated[int, Field(ge=1, le=25)]
 # OpenAI's DPO takes beta in (0, 2]; train.preference.beta is checked against it.
 MAX_BETA = 2.0
 
-OpenAIMethod = Literal["supervised", "dpo"]
-# train.objective -> OpenAI's fine-tuning method. OpenAI has no ORPO, SimPO or KTO; its
-# reinforcement fine-tuning waits for train.rewards (issue 14).
-OPENAI_METHODS: dict[str, OpenAIMethod] = {"sft": "supervised", "dpo": "dpo"}
+OpenAIMethod = Literal["supervised", "dpo", "reinforcement"]
+# train.objective -> OpenAI's fine-tuning method. OpenAI has no ORPO, SimPO or KTO; grpo becomes
+# its reinforcement fine-tuning, with train.rewards as its grader (openai_ft.graders).
+OPENAI_METHODS: dict[str, OpenAIMethod] = {
+    "sft": "supervised",
+    "dpo": "dpo",
+    "grpo": "reinforcement",
+}
+# OpenAI runs reinforcement fine-tuning on reasoning models only; o4-mini is the one it offers.
+RFT_MODEL = "o4-mini-2025-04-16"
 
 
 def openai_objective_problem(objective: str) -> str | None:
     """Why `train.objective` cannot run with `train.backend: openai`, or None when it can."""
     if objective in OPENAI_METHODS:
         return None
-    offered = " and ".join(
+    *others, last = [
         f"{theirs} (train.objective: {ours})" for ours, theirs in OPENAI_METHODS.items()
-    )
+    ]
+    offered = f"{', '.join(others)} and {last}"
     return (
         f"train.objective: {objective} has no OpenAI fine-tuning method; OpenAI offers "
         f"{offered}: use one of them, or train.backend: local to train {objective} here"
@@ -51,7 +58,8 @@ class OpenAISection(Section):
     model: str = Field(
         DEFAULT_MODEL,
         description="Base model to fine-tune on OpenAI, e.g. gpt-4o-mini-2024-07-18, "
-        "gpt-4.1-mini-2025-04-14, or a fine-tuned model id (ft:...) to continue from.",
+        "gpt-4.1-mini-2025-04-14, or a fine-tuned model id (ft:...) to continue from. "
+        f"train.objective: grpo (reinforcement fine-tuning) needs a reasoning model: {RFT_MODEL}.",
     )
     suffix: str | None = Field(
         None,

@@ -2,11 +2,13 @@
 data stage's own checks, token counts against the model's limit, and the billing estimate.
 
 Every problem names its line (1-based). The format checks follow OpenAI's data-preparation guide
-for chat files (`{"messages": [...], "tools": [...]}`) and the DPO shape (`{"input": {...},
-"preferred_output": [...], "non_preferred_output": [...]}`); a file is one or the other, decided
-by its first JSON object. Rows that pass them are normalised like the data stage does and run
-through `tunewright.data.checks.check_records` (empty answers, duplicates, role order, tool-call
-JSON, encoding), so nothing is checked twice.
+for chat files (`{"messages": [...], "tools": [...]}`), the DPO shape (`{"input": {...},
+"preferred_output": [...], "non_preferred_output": [...]}`) and reinforcement rows (`messages`
+ending on the user's turn, plus fields for the graders); a file is one of them, decided by its
+first JSON object unless the caller says. Chat and DPO rows that pass them are normalised like
+the data stage does and run through `tunewright.data.checks.check_records` (empty answers,
+duplicates, role order, tool-call JSON, encoding), so nothing is checked twice; reinforcement
+rows hold prompts without answers, which those checks are not made for.
 
 Over-long examples are warnings: OpenAI truncates them to the model's limit and bills the limit.
 """
@@ -28,6 +30,12 @@ from tunewright.openai_ft.rows import Kind, row_problems, single_answer
 Severity = Literal["error", "warning"]
 
 MIN_EXAMPLES = 10  # OpenAI refuses training files with fewer
+RFT_NOTES = [
+    "reinforcement fine-tuning is billed by training time, not by tokens: no billed-token "
+    "estimate; token counts are the prompts'",
+    "reinforcement rows are checked for their shape only: the data stage's checks (duplicates, "
+    "empty answers, encoding) are made for examples with answers",
+]
 BLANK_LINE = "blank line (one JSON object a line)"
 
 # Report order; every check a Problem can carry. The data stage's come from data.checks.CHECKS.
@@ -46,6 +54,7 @@ FORMAT_CHECKS = (
     "weight_not_on_assistant",
     "missing_input",
     "bad_preference_output",
+    "last_not_user",
     "bad_row",
     "too_few_examples",
 )
@@ -139,6 +148,7 @@ def check_file(
     model: str = DEFAULT_MODEL,
     epochs: int | None = None,
     *,
+    kind: Kind | None = None,
     min_examples: int = MIN_EXAMPLES,
     min_words: int = 5,
     near_duplicate_threshold: float = 0.85,
@@ -146,12 +156,12 @@ def check_file(
 ) -> CheckReport:
     """Every problem in an OpenAI fine-tuning JSONL file, with token counts and billing.
 
-    `epochs` None means OpenAI's default for the example count. `min_examples` is 10 for
-    training files; validation files have no minimum (pass 0)."""
+    `epochs` None means OpenAI's default for the example count. `kind` None reads the shape
+    from the first row. `min_examples` is 10 for training files; validation files have no
+    minimum (pass 0)."""
     path = Path(path)
     rows, problems, examples = _read_rows(path)
-    first = next((row for _, row in rows if isinstance(row, dict)), {})
-    kind: Kind = "dpo" if "input" in first else "chat"
+    kind = kind or _kind_of(next((row for _, row in rows if isinstance(row, dict)), {}))
     valid, records = _check_rows(rows, kind, str(path), problems)
     problems.extend(_data_stage_problems(records, min_words, near_duplicate_threshold, seed))
     if examples < min_examples:
@@ -177,9 +187,20 @@ def check_file(
         limit=info.limit,
         epochs=epoch_count,
         epochs_source="auto" if epochs is None else "explicit",
-        billed_tokens=tokens.billed_tokens(counts, info.limit, epoch_count),
-        notes=_notes(info, counter),
+        # reinforcement fine-tuning is billed by training time, not by tokens
+        billed_tokens=0 if kind == "rft" else tokens.billed_tokens(counts, info.limit, epoch_count),
+        notes=_notes(info, counter) + (RFT_NOTES if kind == "rft" else []),
     )
+
+
+def _kind_of(first: dict[str, Any]) -> Kind:
+    """The shape of a file, from its first row: a prompt that ends on the user's turn is a
+    reinforcement row (a chat row ends on the answer it teaches)."""
+    if "input" in first:
+        return "dpo"
+    messages = first.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    return "rft" if isinstance(last, dict) and last.get("role") == "user" else "chat"
 
 
 def _check_rows(
@@ -191,6 +212,10 @@ def _check_rows(
     records: list[Record] = []
     for line, row in rows:
         found = row_problems(row, kind)
+        if kind == "rft":  # prompts without answers: nothing for the data stage's checks
+            problems.extend(Problem(check, line, detail) for check, detail in found)
+            valid += [] if found else [(line, row)]
+            continue
         record = None if found else _to_record(row, kind, file, line, found)
         problems.extend(Problem(check, line, detail) for check, detail in found)
         if record is not None:

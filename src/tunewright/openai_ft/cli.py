@@ -94,10 +94,11 @@ def print_check_report(report: Any) -> None:
         f"{stats['mean']}, max {stats['max']}; {stats['over_limit']} over the {limit}-token limit"
     )
     source = "OpenAI's default for this size" if report.epochs_source == "auto" else "as given"
-    out.print(
-        f"epochs: {report.epochs} ({source}); billed tokens: ~{report.billed_tokens:,} "
-        f"(each example up to the limit x {report.epochs} epochs)"
-    )
+    if report.kind != "rft":  # reinforcement is billed by time: its note says so
+        out.print(
+            f"epochs: {report.epochs} ({source}); billed tokens: ~{report.billed_tokens:,} "
+            f"(each example up to the limit x {report.epochs} epochs)"
+        )
     for note in report.notes:
         out.print(f"[yellow]note:[/yellow] {escape(note)}")
     errors, warnings = len(report.errors), len(report.warnings)
@@ -131,11 +132,15 @@ def submit(
     cfg = load_config(config, overrides)
     settings = openai_settings(cfg)
     result = submit_job(cfg, console=err)
-    report = result.reports["train"]
+    report, method = result.reports["train"], openai_method(cfg)
+    billing = (
+        "billed by training time"
+        if method == "reinforcement"
+        else f"~{report.billed_tokens:,} billed tokens over {report.epochs} epochs"
+    )
     out.print(
         f"[green]submitted[/green] job [bold]{result.job['id']}[/bold] ({settings.model}, "
-        f"{openai_method(cfg)}, ~{report.billed_tokens:,} billed tokens over {report.epochs} "
-        "epochs)"
+        f"{method}, {billing})"
     )
     out.print(f"saved {stage_dir(cfg)}")
     if not (wait or settings.wait):

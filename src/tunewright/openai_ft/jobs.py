@@ -87,9 +87,16 @@ def reset_job_outputs(folder: Path) -> None:
 
 
 def save_job(folder: Path, job: Any) -> dict[str, Any]:
-    data = job if isinstance(job, dict) else job.model_dump(mode="json")
+    data = job if isinstance(job, dict) else job_data(job)
     atomic_write_json(folder / "job.json", data)
     return data
+
+
+def job_data(job: Any) -> dict[str, Any]:
+    """A job object of the SDK as the JSON OpenAI sent. Not `model_dump`: the SDK (3.x) types a
+    multi grader's `graders` as one grader rather than OpenAI's mapping by name, so a
+    reinforcement job would be dumped with another grader type's fields (and a warning)."""
+    return job.to_dict(mode="json", warnings=False)
 
 
 class JobTracker:
@@ -108,7 +115,7 @@ class JobTracker:
         self.status: str | None = None
 
     def poll(self) -> Update:
-        job = self.client.fine_tuning.jobs.retrieve(self.job_id).model_dump(mode="json")
+        job = job_data(self.client.fine_tuning.jobs.retrieve(self.job_id))
         update = Update(job, status_changed=job["status"] != self.status)
         self.status = job["status"]
         update.events = self._new_events()

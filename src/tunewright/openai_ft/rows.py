@@ -1,6 +1,7 @@
 """The shape of one row of an OpenAI fine-tuning file, as OpenAI's data-preparation guide
-describes it: chat rows (`{"messages": [...], "tools": [...], "parallel_tool_calls": ...}`) and
-DPO rows (`{"input": {...}, "preferred_output": [...], "non_preferred_output": [...]}`).
+describes it: chat rows (`{"messages": [...], "tools": [...], "parallel_tool_calls": ...}`),
+DPO rows (`{"input": {...}, "preferred_output": [...], "non_preferred_output": [...]}`) and
+reinforcement rows (`{"messages": [...ending on the user's turn], ...fields the graders read}`).
 
 Each problem is (check, detail); `check.py` adds the line.
 
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-Kind = Literal["chat", "dpo"]
+Kind = Literal["chat", "dpo", "rft"]
 RowProblem = tuple[str, str]  # (check, detail)
 
 KNOWN_ROLES = ("system", "user", "assistant", "tool")
+# OpenAI's reasoning models, the only ones reinforcement fine-tuning runs on, take `developer`.
+RFT_ROLES = (*KNOWN_ROLES, "developer")
 ALLOWED_MESSAGE_KEYS = frozenset(
     {"role", "content", "name", "weight", "tool_calls", "tool_call_id"}
 )
@@ -33,6 +36,8 @@ LEGACY_KEYS = frozenset({"functions", "function_call"})
 def row_problems(row: Any, kind: Kind) -> list[RowProblem]:
     if not isinstance(row, dict):
         return [("not_an_object", f"expected a JSON object, got {_type(row)}")]
+    if kind == "rft":
+        return _rft_problems(row)
     return _chat_problems(row) if kind == "chat" else _dpo_problems(row)
 
 
@@ -48,6 +53,19 @@ def _chat_problems(row: dict[str, Any]) -> list[RowProblem]:
     found += _message_problems(messages)
     if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
         found.append(("no_assistant_message", "no assistant message to learn from"))
+    return found
+
+
+def _rft_problems(row: dict[str, Any]) -> list[RowProblem]:
+    """A prompt for OpenAI to answer; any other top-level key is a field for the graders."""
+    found = [p for p in _key_problems(row, ALLOWED_CHAT_KEYS, "") if p[0] != "unknown_key"]
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return [*found, ("missing_messages", "'messages' must be a non-empty list")]
+    found += _message_problems(messages, RFT_ROLES)
+    last = messages[-1]
+    if not (isinstance(last, dict) and last.get("role") == "user"):
+        found.append(("last_not_user", "the last message must be the user's: it is the prompt"))
     return found
 
 
@@ -80,7 +98,9 @@ def _key_problems(row: dict[str, Any], allowed: frozenset[str], where: str) -> l
     return found
 
 
-def _message_problems(messages: list[Any]) -> list[RowProblem]:
+def _message_problems(
+    messages: list[Any], roles: tuple[str, ...] = KNOWN_ROLES
+) -> list[RowProblem]:
     found: list[RowProblem] = []
     for k, message in enumerate(messages, 1):
         if not isinstance(message, dict):
@@ -89,7 +109,7 @@ def _message_problems(messages: list[Any]) -> list[RowProblem]:
         role = message.get("role")
         if role == "function":
             found.append(("legacy_function_calling", f"message {k}: role 'function': use 'tool'"))
-        elif role not in KNOWN_ROLES:
+        elif role not in roles:
             found.append(("unknown_role", f"message {k}: unknown role {role!r}"))
         for key in message:
             if key in LEGACY_KEYS:

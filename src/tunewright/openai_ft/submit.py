@@ -26,12 +26,26 @@ from tunewright.files import atomic_write_json, read_jsonl
 from tunewright.openai_ft import check, jobs
 from tunewright.openai_ft.client import api_errors, make_client
 from tunewright.openai_ft.convert import write_openai_file
-from tunewright.openai_ft.preflight import preference_problems
+from tunewright.openai_ft.graders import needs_reference, openai_grader
+from tunewright.openai_ft.preflight import preference_problems, reinforcement_problems
 from tunewright.runs import stage_run
 
 
 class OpenAIDataError(TunewrightError):
     """The converted files would be refused by OpenAI (or by the data stage's checks)."""
+
+
+PAIRS_HINT = (
+    "train.objective: dpo needs preference pairs (prompt, chosen, rejected; see the README's "
+    "preference shapes); train.objective: sft takes every other format."
+)
+CONVERT_HINTS: dict[OpenAIMethod, str] = {
+    "supervised": PAIRS_HINT,
+    "dpo": PAIRS_HINT,
+    "reinforcement": "train.objective: grpo on OpenAI needs examples whose prompt ends on a "
+    "user turn, without tools, and a reference answer where exact_match or similarity grade "
+    "them; fix or drop those examples.",
+}
 
 
 @dataclass
@@ -61,8 +75,8 @@ def submit_job(config: Config, console: Console | None = None) -> Submission:
     train, held_out, inputs = prepared_records(config, console)
     with stage_run(config, jobs.STAGE, inputs=inputs) as run:
         jobs.reset_job_outputs(run.dir)
-        paths = _convert(run, settings, method, train, held_out, console)
-        reports = _check(config, settings, paths, len(train))
+        paths = _convert(run, config, method, train, held_out, console)
+        reports = _check(config, settings, paths, method)
         atomic_write_json(run.output("check.json"), {k: r.to_dict() for k, r in reports.items()})
         _refuse_on_errors(reports)
         with api_errors(settings):
@@ -76,7 +90,10 @@ def submit_job(config: Config, console: Console | None = None) -> Submission:
             job_status=data["status"],
             model=settings.model,
             method=method,
-            billed_tokens_estimate=reports["train"].billed_tokens,
+            # reinforcement fine-tuning is billed by training time, not by tokens
+            billed_tokens_estimate=None
+            if method == "reinforcement"
+            else reports["train"].billed_tokens,
             epochs_estimate=reports["train"].epochs,
         )
     return Submission(data, files, reports, client)
@@ -104,6 +121,7 @@ def openai_method(config: Config) -> OpenAIMethod:
     objective = config.train.objective
     problem = openai_objective_problem(objective)
     problems = ([problem] if problem else []) + preference_problems(config)
+    problems += reinforcement_problems(config)
     if problems:
         raise TunewrightError(
             "; ".join(problems), hint="`tunewright validate CONFIG` lists every problem."
@@ -113,17 +131,21 @@ def openai_method(config: Config) -> OpenAIMethod:
 
 def job_request(config: Config, settings: OpenAISection, files: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of `client.fine_tuning.jobs.create`: the one translation from our
-    config (`openai`, `train.objective`, `train.preference`) to OpenAI's job request."""
+    config (`openai`, `train.objective`, `train.preference`, `train.rewards`) to OpenAI's job
+    request."""
     method = openai_method(config)
     hyper: dict[str, Any] = settings.hyperparameters.model_dump()
     beta = config.train.preference.beta
     if method == "dpo" and beta != "auto":  # left out, OpenAI picks it
         hyper["beta"] = beta
+    options: dict[str, Any] = {"hyperparameters": hyper}
+    if method == "reinforcement":
+        options = {"grader": openai_grader(config), **options}
     request: dict[str, Any] = {
         "model": settings.model,
         "training_file": files["train"]["id"],
         "seed": config.seed if settings.seed is None else settings.seed,
-        "method": {"type": method, method: {"hyperparameters": hyper}},
+        "method": {"type": method, method: options},
     }
     if files.get("validation"):
         request["validation_file"] = files["validation"]["id"]
@@ -138,26 +160,24 @@ def job_request(config: Config, settings: OpenAISection, files: dict[str, Any]) 
 
 def _convert(
     run: Any,
-    settings: OpenAISection,
+    config: Config,
     method: OpenAIMethod,
     train: list[Record],
     held_out: list[Record],
     console: Console,
 ) -> dict[str, Path]:
     sides = {"train": train}
-    if settings.validation and held_out:
+    if openai_settings(config).validation and held_out:
         sides["validation"] = held_out
     paths = {}
     for side, records in sides.items():
         path = run.output(f"{side}.jsonl")
-        skipped = write_openai_file(records, method, path)
+        skipped = write_openai_file(records, method, path, needs_reference=needs_reference(config))
         if skipped:
             raise OpenAIDataError(
                 f"{len(skipped)} of {len(records)} {side} records cannot be sent as OpenAI "
                 f"{method} data; first: {skipped[0]['source']}: {skipped[0]['reason']}",
-                hint="train.objective: dpo needs preference pairs (prompt, chosen, rejected; "
-                "see the README's preference shapes); train.objective: sft takes every other "
-                "format.",
+                hint=CONVERT_HINTS[method],
             )
         paths[side] = path
     console.print(
@@ -169,11 +189,12 @@ def _convert(
 
 
 def _check(
-    config: Config, settings: OpenAISection, paths: dict[str, Path], n_train: int
+    config: Config, settings: OpenAISection, paths: dict[str, Path], method: OpenAIMethod
 ) -> dict[str, check.CheckReport]:
     epochs = settings.hyperparameters.n_epochs
     options = {
         "model": settings.model,
+        "kind": "rft" if method == "reinforcement" else None,
         "epochs": None if epochs == "auto" else epochs,
         "min_words": config.data.min_words,
         "near_duplicate_threshold": config.data.near_duplicate_threshold,

@@ -58,7 +58,10 @@ def test_validate_allows_dpo_and_refuses_what_openai_has_no_method_for(tmp_path:
     for objective in ("orpo", "simpo", "kto"):
         (problem,) = problems(objective=objective)
         assert problem.startswith(f"train.objective: {objective} has no OpenAI fine-tuning method")
-        assert "supervised (train.objective: sft) and dpo (train.objective: dpo)" in problem
+        assert (
+            "supervised (train.objective: sft), dpo (train.objective: dpo) and reinforcement "
+            "(train.objective: grpo)"
+        ) in problem
         assert f"train.backend: local to train {objective} here" in problem
     # The same objectives run locally: the refusal belongs to the backend.
     assert problems(objective="orpo", backend="local") == []
