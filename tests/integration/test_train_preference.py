@@ -5,6 +5,7 @@ and plotted, the manifest records the objective and its options, and a run resum
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -227,4 +228,23 @@ def test_reference_free_is_refused_off_dpo(run_cli, tmp_path, tiny_model_dir):
     assert code == 1
     assert "train.preference.reference_free: applies to train.objective dpo" in " ".join(
         (out + err).split()
+    )
+
+
+@pytest.mark.parametrize("method", ["full", "dora", "qlora", "ia3"])
+def test_dpo_trains_with_every_method(tmp_path, tiny_model_dir, method):
+    train = {**TRAIN, "objective": "dpo", "method": method}
+    config = load_config(
+        make_project(tmp_path, model=tiny_model_dir, rows=pair_rows(12), train=train)
+    )
+    job = build_job(config, console=None)
+    before = adapter_weights(job.model)
+    result = run_job(config, job)
+    after = adapter_weights(job.model)
+    assert any(not torch.equal(before[n], after[n]) for n in before), method
+    assert result.metrics["steps"] == 2
+    assert all(
+        math.isfinite(e["loss"])
+        for e in read_jsonl(result.output_dir.parent / "metrics.jsonl")
+        if "loss" in e
     )
