@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.projects import make_project, write_jsonl
+from tests.unit.data.texts import text
 
 from tunewright.config import load_config
 from tunewright.data.prepare import DataGateError, prepare_data
@@ -199,3 +200,85 @@ def test_inspect_a_bare_data_file(tmp_path, run_cli, tiny_model_dir):
     code, out, err = run_cli("data", "inspect", str(train), f"model.name={tiny_model_dir}")
     assert code == 0, err
     assert "2 rows, format classification" in out
+
+
+BOILERPLATE = "Of course, I can help you with that; here is what you asked for, step by step"
+
+
+def test_the_automatic_split_makes_no_leaks_from_boilerplate_or_shared_runs(
+    tmp_path, tiny_model_dir
+):
+    rows = [good(i) for i in range(120)]
+    for i in range(0, 120, 4):  # 30 answers open with the same formula
+        rows[i] = chat(f"Task {i}, please.", f"{BOILERPLATE}: {text(20, i)}")
+    shared = text(15, 500)  # a rarer run: rows 1, 2 and 3 quote the same 15 words
+    for i in (1, 2, 3):
+        rows[i] = chat(f"Quote {i}", f"Quoting {i}: {shared}")
+    path = project(tmp_path, tiny_model_dir, rows, eval_fraction=0.2)
+    prepared = prepare_data(load_config(path))  # data.allow_leakage is false by default
+    report = prepared.report
+    assert report["leaks"]["count"] == 0
+    [phrase] = report["boilerplate"]["phrases"]
+    assert phrase["text"].startswith("of course i can help you with that here is what")
+    assert phrase["rows"] == 30
+    assert phrase["examples"] == [f"{tmp_path / 'train.jsonl'}:{n}" for n in (1, 5, 9)]
+    groups = report["boilerplate"]["split_groups"]
+    assert groups == {
+        "cap": 20,
+        "grouped_rows": 3,
+        "largest": 3,
+        "links_over_cap": 0,
+        "leaks_moved_to_train": 0,
+    }
+    sides = {r["source"]["line"] in (2, 3, 4) for r in prepared.eval}
+    assert len(sides) <= 1 and len(prepared.train) + len(prepared.eval) == 120
+
+
+def test_boilerplate_between_files_the_user_split_is_no_leak_but_a_shared_run_is(
+    tmp_path, tiny_model_dir
+):
+    rows = [chat(f"Task {i}", f"{BOILERPLATE}: {text(20, i)}") for i in range(10)]
+    shared = text(15, 900)
+    rows.append(chat("Quote", shared))
+    evals = [chat("Task e", f"{BOILERPLATE}: {text(20, 77)}"), chat("Q", f"So: {shared}")]
+    write_jsonl(tmp_path / "eval.jsonl", evals)
+    path = project(tmp_path, tiny_model_dir, rows, eval="eval.jsonl")
+    with pytest.raises(DataGateError, match=r"data\.allow_leakage"):
+        prepare_data(load_config(path))
+    report = json.loads((tmp_path / "runs" / "default" / "data" / "validation.json").read_text())
+    assert report["leaks"]["examples"] == [f"{tmp_path / 'eval.jsonl'}:2"]
+    assert report["boilerplate"]["phrases"][0]["rows"] == 11
+    assert report["boilerplate"]["split_groups"] is None
+
+
+def test_validating_a_bare_file_reports_boilerplate_and_passes_the_leak_gate(
+    tmp_path, run_cli, tiny_model_dir
+):
+    rows = [chat(f"Task {i}, please.", f"{BOILERPLATE}: {text(20, i)}") for i in range(60)]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    code, out, err = run_cli("data", "validate", str(train), f"model.name={tiny_model_dir}")
+    assert code == 0, err + out
+    said = " ".join(out.split())
+    assert "gate data.allow_leakage: pass (0 vs False)" in said
+    # 17 words ("step by step" ends it) make five 13-word runs.
+    assert "boilerplate: 5 runs of 13 answer words in 5+ rows each" in said
+    assert (
+        f'"of course i can help you with that here is what you ..." in 60 rows ({train}:1' in said
+    )
+
+
+def test_the_automatic_split_moves_what_still_leaks_into_train(tmp_path, tiny_model_dir):
+    """Templated rows (the OpenAI example's tickets) crowd the near-duplicate index's buckets,
+    so its grouping can miss a pair that the exact train x eval check then finds: such eval rows
+    move to train, and the split leaves no leak for the gate to refuse."""
+    from tunewright.data.prepare import analyze
+
+    tickets = Path(__file__).resolve().parents[2] / "examples" / "openai" / "tickets.jsonl"
+    path = make_project(
+        tmp_path, model=tiny_model_dir, rows=tickets.read_bytes(), data={"format": "openai"}
+    )
+    analysis = analyze(load_config(path))
+    assert analysis.report["leaks"]["count"] == 0
+    groups = analysis.report["boilerplate"]["split_groups"]
+    assert groups["leaks_moved_to_train"] >= 1
+    assert len(analysis.train) + len(analysis.eval) == 60

@@ -90,9 +90,18 @@ def test_eval_on_another_file_and_missing_training(tmp_path, tiny_model_dir, run
             + "\n"
             for i in range(6)
         )
+        # Two questions without an answer: nothing to compare, counted rather than dropped.
+        + (json.dumps({"messages": [{"role": "user", "content": "Hi?"}]}) + "\n") * 2
     )
-    code, _, err = run_cli("eval", str(config), "--data", str(other))
+    code, _, err = run_cli("eval", str(config), "--data", str(other), "eval.max_examples=5")
     assert code == 0, err
+    assert "evaluating 5 of 8 examples; left out: 2 without an assistant answer" in err
     results = json.loads((tmp_path / "runs" / "default" / "eval" / "metrics.json").read_text())
-    assert results["n_examples"] == 6
+    assert results["n_examples"] == 5
+    assert results["selection"] == {
+        "available": 8,
+        "without_reference": 2,
+        "over_max_examples": 1,
+        "evaluated": 5,
+    }
     assert results["examples"][0]["source"].startswith(str(other))

@@ -118,8 +118,9 @@ def assert_run_folder(folder: Path, job: dict) -> None:
     assert manifest["job_id"] == job["id"] and manifest["job_status"] == "succeeded"
     assert manifest["fine_tuned_model"] == job["fine_tuned_model"]
     check = json.loads((folder / "check.json").read_text())
-    assert check["train"]["ok"] and check["train"]["examples"] == 54
-    assert check["validation"]["examples"] == 6
+    # 60 rows: one eval row that leaked past the grouping moves to train
+    assert check["train"]["ok"] and check["train"]["examples"] == 55
+    assert check["validation"]["examples"] == 5
 
 
 def test_job_commands_after_success(run_cli, tmp_path, stub):
@@ -357,11 +358,11 @@ def test_objective_grpo_is_reinforcement_fine_tuning_graded_by_the_rewards(run_c
     answers = {m[1]["content"]: m[2]["content"] for m in tickets}
     uploaded = dict(stub.uploaded())
     rows = [json.loads(line) for line in uploaded["train.jsonl"].splitlines()]
-    assert len(rows) == 54 and all(set(row) == {"messages", "reference"} for row in rows)
+    assert len(rows) == 55 and all(set(row) == {"messages", "reference"} for row in rows)
     for row in rows:
         assert [m["role"] for m in row["messages"]] == ["developer", "user"]
         assert row["reference"] == answers[row["messages"][-1]["content"]]
-    assert len(uploaded["validation.jsonl"].splitlines()) == 6
+    assert len(uploaded["validation.jsonl"].splitlines()) == 5
     # The python grader, run as OpenAI runs it on these rows, gives each reference full marks.
     namespace: dict = {}
     exec(compile(python["source"], "grader", "exec"), namespace)

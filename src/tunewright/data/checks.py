@@ -18,6 +18,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from tunewright.data import placeholders
 from tunewright.data.dedup import DuplicateIndex, Links, cross_duplicates, shared_ngrams
 from tunewright.data.load import JSONLimitError, parse_json
 from tunewright.data.records import (
@@ -38,6 +41,7 @@ class Finding:
     location: str  # records.location(record), "file:line"
     detail: str  # short human text, e.g. "answer has 2 words (< 5)"
     other: str | None = None  # the other location, for duplicates and leaks
+    values: tuple[str, ...] = ()  # what was found, for counts per value (placeholders)
 
 
 # In report order. `leak` findings come from find_leaks and are gated separately.
@@ -51,6 +55,7 @@ CHECKS = (
     "exact_duplicate",
     "near_duplicate",
     "too_short",
+    "placeholder",
 )
 REJECTING = frozenset(
     {
@@ -141,9 +146,11 @@ def find_leaks(
     *,
     near_duplicate_threshold: float = 0.85,
     ngram: int = 13,
+    boilerplate: np.ndarray | None = None,
 ) -> list[Finding]:
     """Eval records that also appear in train: exact copies, near-duplicates, or answers that
-    share a run of `ngram` words with a train answer. Pairs and feedback leak by their prompt:
+    share a run of `ngram` words with a train answer, other than `boilerplate` (sorted hashes
+    from boilerplate.AnswerNgrams: runs in many answers). Pairs and feedback leak by their prompt:
     a train example with the same prompt (or nearly) has shown the model that question. One
     finding per leaking eval record, the strongest kind first; `location` is the eval record and
     `other` the train record."""
@@ -156,7 +163,7 @@ def find_leaks(
         kind = "exact duplicate" if jaccard is None else "near-duplicate"
         similarity = "" if jaccard is None else f", Jaccard {jaccard:.2f}"
         found[j] = (i, f"{kind} of a train {what}{similarity}")
-    answers = shared_ngrams(_answer_texts(train), _answer_texts(eval), ngram)
+    answers = shared_ngrams(_answer_texts(train), _answer_texts(eval), ngram, boilerplate)
     for j, (i, words) in answers.items():
         found.setdefault(j, (i, f'answer shares a {ngram}-gram with a train answer: "{words}"'))
     return [
@@ -232,11 +239,16 @@ def _record_findings(index: int, record: Record, min_words: int) -> list[Finding
         "encoding": _encoding_problem(_labelled_texts(record, messages)),
         "too_short": _too_short(record, min_words),
     }
-    return [
+    findings = [
         Finding(check, index, location(record), detail)
         for check, detail in details.items()
         if detail
     ]
+    found = placeholders.record_placeholders(record)
+    if found:
+        where, detail = location(record), placeholders.describe(found)
+        findings.append(Finding("placeholder", index, where, detail, values=tuple(found)))
+    return findings
 
 
 def _structure_problem(record: Record) -> str | None:
@@ -282,7 +294,9 @@ def _empty_output(record: Record, messages: list[dict[str, Any]]) -> str | None:
     # No assistant turn at all is reported once, as bad_conversation.
     if not turns or any(m.get("tool_calls") or (m.get("content") or "").strip() for m in turns):
         return None
-    return "assistant answer is empty"
+    # Name the turns, numbered as the other conversation checks number them.
+    empty = [f"message {k}" for k, m in enumerate(messages, 1) if m.get("role") == "assistant"]
+    return f"assistant answer is empty ({', '.join(empty[:3])})"
 
 
 def _identical_pair(record: Record) -> str | None:

@@ -236,8 +236,27 @@ def print_data_report(report: dict) -> None:
     )
     if report["labels"].get("counts"):
         out.print(f"labels: {escape(str(report['labels']['counts']))}")  # labels are data
+    _print_boilerplate(report.get("boilerplate"))
+    # Records per distinct placeholder, most common first; placeholders are data, escaped.
+    found = report["checks"].get("placeholder", {}).get("placeholders", {})
+    if found:
+        shown = ", ".join(f"{p} x{n}" for p, n in list(found.items())[:10])
+        out.print(f"placeholders: {escape(shown)}" + (" ..." if len(found) > 10 else ""))
     for warning in report["warnings"]:
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     for gate in report["gates"]:
         mark = "[green]pass[/green]" if gate["passed"] else "[red]FAIL[/red]"
         out.print(f"gate {gate['name']}: {mark} ({gate['value']} vs {gate['threshold']})")
+
+
+def _print_boilerplate(entry: dict | None) -> None:
+    """Answer runs in many rows: left out of the leak check and the split's grouping."""
+    if not entry or not entry["count"]:
+        return
+    out.print(
+        f"boilerplate: {entry['count']} runs of {entry['ngram_words']} answer words in "
+        f"{entry['min_rows']}+ rows each, not counted as leaks"
+    )
+    for phrase in entry["phrases"][:3]:  # phrases are data, escaped
+        where = ", ".join(phrase["examples"])
+        out.print(f'  "{escape(phrase["text"])}" in {phrase["rows"]} rows ({escape(where)})')

@@ -1,5 +1,7 @@
 """Duplicate detection over texts: exact copies (a digest of the normalised text) and near copies
-(MinHash over word 3-shingles, LSH banding, then the exact Jaccard of each candidate pair).
+(MinHash over word 3-shingles, LSH banding, then the exact Jaccard of each candidate pair). Under
+40 words, where one changed word alters too many shingles, texts one word apart are candidates
+too, and their word edit similarity counts: one word changed in 10 words is 0.9.
 
 Texts are normalised first: NFC, and every run of whitespace as one space. Shingles are
 lower-cased. All hashing is blake2b or seeded numpy arithmetic, so results never depend on
@@ -15,6 +17,7 @@ PYTHONHASHSEED.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -34,6 +37,9 @@ _MIN_RECALL = 0.99  # LSH banding is chosen so pairs at the threshold become can
 _ESTIMATE_MARGIN = 0.2  # > 3 std errors: candidates estimated this far below are not verified
 _BUCKET_WINDOW = 8  # in a crowded LSH bucket, pair each text with this many before it
 _CHUNK_VALUES = 1 << 22  # shingle x permutation values per MinHash block (32 MiB of uint64)
+# Below this many words, a word edit distance also counts (see _Sketch.verify): one word
+# changed in 10 words leaves 5 of 8 word 3-shingles, Jaccard 0.45, but 9 of 10 words.
+_EDIT_BELOW = 40
 _TOKEN = re.compile(r"\w+|\x00")  # words, and the separator placed between texts
 _TEXTS_PER_PASS = 4096
 
@@ -106,20 +112,28 @@ def cross_duplicates(
     found: dict[int, tuple[int, float | None]] = {j: (i, None) for j, i in exact if i is not None}
     sketch = _Sketch.build([train[i] for i in keep] + [text for _, text in evals], seed=0)
     pairs = _candidate_pairs(_band_keys(sketch.signatures, threshold), left=len(keep))
-    for a, b, jaccard in sketch.verify(pairs, threshold, cross=True):
+    for a, b, jaccard in sketch.verify(pairs, threshold, cross=True, left=len(keep)):
         found.setdefault(evals[b - len(keep)][0], (keep[a], jaccard))
     return found
 
 
 def shared_ngrams(
-    train_texts: Sequence[str], eval_texts: Sequence[str], n: int
+    train_texts: Sequence[str],
+    eval_texts: Sequence[str],
+    n: int,
+    ignore: np.ndarray | None = None,
 ) -> dict[int, tuple[int, str]]:
     """For each eval text sharing a run of `n` words (case-insensitive) with a train text: that
-    train text's index and the run's first 8 words ("..." after them when `n` > 8)."""
+    train text's index and the run's first 8 words ("..." after them when `n` > 8).
+
+    `ignore`: sorted hashes of runs that do not count (boilerplate, from AnswerNgrams)."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     tokens = _Tokens.of([*train_texts, *eval_texts])
     hashes, owners, starts = _ngram_hashes(tokens.hashes(), tokens.lengths, n)
+    if ignore is not None and len(ignore):
+        keep = ~np.isin(hashes, ignore, assume_unique=False)
+        hashes, owners, starts = hashes[keep], owners[keep], starts[keep]
     is_train = owners < len(train_texts)
     order = np.argsort(hashes[is_train], kind="stable")  # ties keep the earliest train text
     train_hashes = hashes[is_train][order]
@@ -192,6 +206,10 @@ class _Tokens:
         ids = np.concatenate(parts)
         lengths = np.diff(np.flatnonzero(ids == 0), prepend=-1) - 1
         return cls(list(index), ids[ids != 0], lengths)
+
+    def numbers(self) -> np.ndarray:
+        """Per token position, whether it is a number (digits only)."""
+        return np.array([token.isdigit() for token in self.vocab])[self.ids]
 
     def hashes(self) -> np.ndarray:
         """A stable 64-bit hash per token position (blake2b of each distinct token, once)."""
@@ -268,28 +286,45 @@ class _Sketch:
     shingles: np.ndarray  # shingle hashes of all rows, each row's together
     starts: np.ndarray  # row k's shingles are shingles[starts[k]:ends[k]]
     ends: np.ndarray
+    words: _ShortWords  # word hashes of the rows under _EDIT_BELOW words
 
     @classmethod
     def build(cls, texts: Sequence[str], seed: int) -> _Sketch:
         # Shingling's token arrays are freed before MinHash, whose blocks then set the peak.
-        shingles, offsets = _shingles(texts)
-        return cls(_minhash(shingles, offsets, seed), shingles, offsets[:-1], offsets[1:])
+        shingles, offsets, words = _shingles(texts)
+        signatures = _minhash(shingles, offsets, seed)
+        return cls(signatures, shingles, offsets[:-1], offsets[1:], words)
 
     def select(self, rows: np.ndarray) -> _Sketch:
         """The sketch of some rows, in the order given (shingles are shared, not copied)."""
-        return _Sketch(self.signatures[rows], self.shingles, self.starts[rows], self.ends[rows])
+        return _Sketch(
+            self.signatures[rows],
+            self.shingles,
+            self.starts[rows],
+            self.ends[rows],
+            self.words.select(rows),
+        )
 
     def verify(
-        self, pairs: np.ndarray, threshold: float, *, cross: bool = False
+        self,
+        pairs: np.ndarray,
+        threshold: float,
+        *,
+        cross: bool = False,
+        left: int | None = None,
     ) -> list[tuple[int, int, float]]:
-        """The candidate pairs (i, j), sorted by j then i, whose exact shingle Jaccard is at
-        least `threshold`.
+        """The candidate pairs (i, j), with the pairs of short rows one word apart (train x eval
+        only, i < left <= j, with `left`), whose similarity is at least `threshold`: the exact
+        shingle Jaccard, or for two rows under _EDIT_BELOW words the larger of it and their word
+        edit similarity, 1 - edits / words of the longer (one word changed in 10: 0.9). Pairs
+        are verified sorted by j then i.
 
         A pair is skipped when verifying it cannot change the outcome: j already has its first
         match and (unless `cross`, where one match per eval row is enough) i and j are already
         linked through verified pairs. A cluster of near-copies then costs about one
         verification per row, however many candidate pairs it makes."""
         pairs = pairs[self._estimates(pairs) >= threshold - _ESTIMATE_MARGIN]
+        pairs = _sorted_pairs(pairs, self.words.one_edit_pairs(threshold, left), len(self.ends))
         links = _UnionFind(len(self.signatures))
         matched: set[int] = set()
         verified = []
@@ -299,6 +334,8 @@ class _Sketch:
             left, right = self._set(i), self._set(j)
             shared = np.intersect1d(left, right, assume_unique=True).size
             jaccard = shared / (left.size + right.size - shared)
+            if jaccard < threshold:
+                jaccard = max(jaccard, self.words.similarity(i, j))
             if jaccard >= threshold:
                 verified.append((i, j, jaccard))
                 matched.add(j)
@@ -319,11 +356,15 @@ class _Sketch:
         return np.unique(self.shingles[self.starts[row] : self.ends[row]])
 
 
-def _shingles(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def _shingles(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, _ShortWords]:
     """Shingle hashes of non-empty texts, each text's together, and the offset where each
-    text's begin, then the end: word 3-shingles, or character 5-shingles for short texts."""
+    text's begin, then the end: word 3-shingles, or character 5-shingles for short texts. And
+    the words of the texts under _EDIT_BELOW words."""
     tokens = _Tokens.of(texts)
-    shingles, owners, _ = _ngram_hashes(tokens.hashes(), tokens.lengths, _SHINGLE_WORDS)
+    word_hashes = tokens.hashes()
+    words = _ShortWords.of(word_hashes, tokens.lengths, tokens.numbers())
+    shingles, owners, _ = _ngram_hashes(word_hashes, tokens.lengths, _SHINGLE_WORDS)
+    del word_hashes
     short = tokens.lengths < _CHAR_SHINGLES_BELOW
     if short.any():
         keep = ~short[owners]
@@ -336,7 +377,7 @@ def _shingles(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.concatenate(([0], np.cumsum(np.bincount(owners, minlength=len(texts)))))
     # Invariant: a non-empty text has >= 1 shingle, so every MinHash minimum is defined.
     assert (np.diff(offsets) > 0).all(), "a text without shingles"
-    return shingles, offsets
+    return shingles, offsets, words
 
 
 def _char_shingles(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -427,3 +468,143 @@ def _candidate_pairs(keys: np.ndarray, left: int | None) -> np.ndarray:
         codes.append(j[first] + order[start[first]])
     unique = np.unique(np.concatenate(codes))
     return np.stack([unique % max(rows, 1), unique // max(rows, 1)], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Short texts: candidates one word apart, and word edit similarity
+
+_SUBSTITUTED = np.uint64(0x5BD1E9955BD1E995)  # stands for the changed word in substitution keys
+
+
+@dataclass
+class _ShortWords:
+    """Word hashes of the rows under _EDIT_BELOW words, each row's together; other rows have
+    none. Costs 8 bytes a word of those rows."""
+
+    hashes: np.ndarray  # uint64
+    starts: np.ndarray  # row k's words are hashes[starts[k]:ends[k]]
+    ends: np.ndarray
+    # Per row, the sum of its numbers' hashes: "what is 3 plus 4" and "what is 3 plus 5" are
+    # one word apart but different questions, so rows whose numbers differ are not compared.
+    numbers: np.ndarray
+
+    @classmethod
+    def of(cls, word_hashes: np.ndarray, lengths: np.ndarray, numbers: np.ndarray) -> _ShortWords:
+        short = (lengths > 0) & (lengths < _EDIT_BELOW)
+        kept = np.repeat(short, lengths)
+        offsets = np.concatenate(([0], np.cumsum(np.where(short, lengths, 0))))
+        zero = np.zeros(1, np.uint64)
+        summed = np.concatenate(
+            (zero, np.cumsum(np.where(numbers, word_hashes, 0), dtype=np.uint64))
+        )
+        ends = np.cumsum(lengths)
+        digests = summed[ends] - summed[ends - lengths]
+        return cls(word_hashes[kept], offsets[:-1], offsets[1:], digests)
+
+    def select(self, rows: np.ndarray) -> _ShortWords:
+        return _ShortWords(self.hashes, self.starts[rows], self.ends[rows], self.numbers[rows])
+
+    def similarity(self, i: int, j: int) -> float:
+        """1 - word edits / words of the longer text; 0 unless both rows are short and hold
+        the same numbers."""
+        if self.numbers[i] != self.numbers[j]:
+            return 0.0
+        a = self.hashes[self.starts[i] : self.ends[i]].tolist()
+        b = self.hashes[self.starts[j] : self.ends[j]].tolist()
+        if not a or not b:
+            return 0.0
+        return 1 - _edit_distance(a, b) / max(len(a), len(b))
+
+    def one_edit_pairs(self, threshold: float, left: int | None) -> np.ndarray:
+        """(pairs, 2) rows (i, j), i < j, whose words are one substitution, insertion or
+        deletion apart, or equal (two texts differing only in punctuation or case), among
+        rows long enough for one edit to keep `threshold`. Found by keys: each row's words
+        with one word masked, with one word deleted, and whole; rows sharing a key pair up."""
+        lengths = self.ends - self.starts
+        if threshold >= 1:
+            return np.zeros((0, 2), np.int64)
+        # One edit keeps 1 - 1/longer >= threshold from this many words on (the other text may
+        # be one word longer): 6 at 0.85.
+        shortest = max(1, math.ceil(1 / (1 - threshold) - 1e-9) - 1)
+        rows = np.flatnonzero(lengths >= shortest)
+        keys, owners = _edit_keys(self.hashes, self.starts[rows], lengths[rows])
+        pairs = _key_pairs(keys, rows[owners], len(lengths), left)
+        # Rows with other numbers are never similar (see `numbers`): drop them before verifying.
+        return pairs[self.numbers[pairs[:, 0]] == self.numbers[pairs[:, 1]]]
+
+
+def _edit_keys(
+    hashes: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each row (its words at hashes[starts[k]:starts[k] + lengths[k]]): one key per word
+    masked, one per word deleted, and one for the whole; and the row (index into `lengths`)
+    of each key. A deletion key of an m-word row equals the whole key of an (m - 1)-word row
+    with those words. Polynomial hashes mod 2^64, as in _ngram_hashes."""
+    total = int(lengths.sum())
+    owners = np.repeat(np.arange(len(lengths)), lengths)
+    row_start = np.repeat(starts, lengths)
+    position = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    words = hashes[row_start + position]
+    multipliers = _splitmix(np.arange(1, _EDIT_BELOW + 1)) | np.uint64(1)
+    here = words * multipliers[position]
+    shifted = words * multipliers[np.maximum(position - 1, 0)]
+    shifted[position == 0] = 0  # a row's first word has no place to move back to
+    zero = np.zeros(1, np.uint64)
+    before = np.concatenate((zero, np.cumsum(here, dtype=np.uint64)))  # prefix sums, per row
+    back = np.concatenate((zero, np.cumsum(shifted, dtype=np.uint64)))
+    first = np.cumsum(lengths) - lengths  # each row's first position in these arrays
+    end = first + lengths
+    whole = before[end] - before[first]
+    length_salt = _splitmix(np.arange(_EDIT_BELOW + 1) + (1 << 32))  # by words in the key
+    mask_salt = _splitmix(np.arange(_EDIT_BELOW + 1) + (2 << 32))
+    flat = np.arange(total)
+    row_end = np.repeat(end, lengths)
+    deleted = before[flat] - np.repeat(before[first], lengths) + back[row_end] - back[flat + 1]
+    masked = np.repeat(whole, lengths) + (_SUBSTITUTED - words) * multipliers[position]
+    keys = np.concatenate(
+        [
+            deleted + length_salt[np.repeat(lengths, lengths) - 1],
+            masked + mask_salt[np.repeat(lengths, lengths)],
+            whole + length_salt[lengths],
+        ]
+    )
+    return keys, np.concatenate([owners, owners, np.arange(len(lengths))])
+
+
+def _key_pairs(keys: np.ndarray, owners: np.ndarray, rows: int, left: int | None) -> np.ndarray:
+    """(pairs, 2) rows (i, j), i < j, sharing a key: each row with the _BUCKET_WINDOW rows
+    before it under the key (templated texts make crowded keys), as in _candidate_pairs."""
+    order = np.lexsort((owners, keys))
+    keys, owners = keys[order], owners[order]
+    distinct = np.ones(len(keys), bool)
+    distinct[1:] = (keys[1:] != keys[:-1]) | (owners[1:] != owners[:-1])
+    keys, owners = keys[distinct], owners[distinct]
+    codes = [np.zeros(0, np.int64)]
+    for back in range(1, _BUCKET_WINDOW + 1):
+        at = np.flatnonzero(keys[back:] == keys[:-back]) + back if len(keys) > back else []
+        i, j = owners[np.asarray(at, np.int64) - back], owners[np.asarray(at, np.int64)]
+        if left is not None:
+            keep = (i < left) & (j >= left)
+            i, j = i[keep], j[keep]
+        codes.append(j.astype(np.int64) * rows + i)
+    unique = np.unique(np.concatenate(codes))
+    return np.stack([unique % max(rows, 1), unique // max(rows, 1)], axis=1)
+
+
+def _sorted_pairs(a: np.ndarray, b: np.ndarray, rows: int) -> np.ndarray:
+    """The pairs of both, each once, sorted by j then i."""
+    codes = np.unique(np.concatenate([a[:, 1] * rows + a[:, 0], b[:, 1] * rows + b[:, 0]]))
+    return np.stack([codes % max(rows, 1), codes // max(rows, 1)], axis=1)
+
+
+def _edit_distance(a: list[int], b: list[int]) -> int:
+    """Levenshtein distance between two word lists (under _EDIT_BELOW words each)."""
+    previous = list(range(len(b) + 1))
+    for x, word in enumerate(a, start=1):
+        current = [x]
+        for y, other in enumerate(b, start=1):
+            current.append(
+                min(previous[y] + 1, current[y - 1] + 1, previous[y - 1] + (word != other))
+            )
+        previous = current
+    return previous[-1]

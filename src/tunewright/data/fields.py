@@ -23,6 +23,12 @@ SHAREGPT_ROLES = {
 }
 
 
+# Where a content part keeps its text, first match wins: OpenAI's key, then other trainers'.
+PART_TEXT_KEYS = ("text", "value", "content")
+# A message's loss weight: OpenAI's key, and the one some trainers write instead.
+WEIGHT_KEYS = ("weight", "loss_weight")
+
+
 class RowError(ValueError):
     """A row that does not fit its format; the message names the field."""
 
@@ -50,20 +56,47 @@ def nested_field(row: dict[str, Any], key: str) -> Any:
 
 
 def content_text(content: Any, where: str) -> str:
-    """OpenAI content: a string, or a list of parts of which only text parts are supported."""
+    """Message content: a string, or a list of text parts. A part holds its text under `text`
+    (OpenAI), `value` or `content` (as other trainers write them); any other part is refused
+    with the field and the keys it has, never read as empty."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise RowError(f"{where}: only text parts are supported, got {kind!r}")
-            texts.append(str(part.get("text", "")))
-        return "".join(texts)
+        return "".join(_part_text(part, f"{where}[{n}]") for n, part in enumerate(content))
     raise RowError(f"{where} must be text, got {type(content).__name__}")
+
+
+def _part_text(part: Any, where: str) -> str:
+    if not isinstance(part, dict):
+        raise RowError(f"{where} must be an object, got {type(part).__name__}")
+    kind = part.get("type", "text")  # a part without a type is read as text
+    if kind != "text":
+        raise RowError(f"{where}: only text parts are supported, got {kind!r}")
+    key = next((k for k in PART_TEXT_KEYS if k in part), None)
+    if key is None:
+        keys = ", ".join(str(k) for k in part)
+        raise RowError(f"{where} has no text field (keys: {keys})")
+    if not isinstance(part[key], str):
+        raise RowError(f"{where}.{key} must be text, got {type(part[key]).__name__}")
+    return part[key]
+
+
+def message_weight(message: dict[str, Any], where: str) -> int | None:
+    """A message's loss weight, 0 or 1, from OpenAI's `weight` or the `loss_weight` some
+    trainers write; None when it has neither. Anything else is refused: chat.py trains every
+    weight but 0, so a "0" or 0.5 read as it is would train what the writer meant to mask."""
+    keys = [k for k in WEIGHT_KEYS if message.get(k) is not None]
+    if not keys:
+        return None
+    values = {k: message[k] for k in keys}
+    for key, value in values.items():
+        if isinstance(value, str) or value not in (0, 1):
+            raise RowError(f"{where}.{key} must be 0 or 1, got {value!r}")
+    if len({int(v) for v in values.values()}) > 1:
+        raise RowError(f"{where}: weight and loss_weight disagree ({values})")
+    return int(values[keys[0]])
 
 
 def tools_field(value: Any) -> list[Any] | None:
@@ -91,8 +124,11 @@ def openai_messages(raw: Any, key: str) -> list[dict[str, Any]]:
             raise RowError(f"{key}[{i}] must be an object, got {type(message).__name__}")
         if message.get("role") not in ROLES:
             raise RowError(f"{key}[{i}].role: unknown role {message.get('role')!r}")
-        clean = {k: v for k, v in message.items() if v is not None}
+        clean = {k: v for k, v in message.items() if v is not None and k not in WEIGHT_KEYS}
         clean["content"] = content_text(message.get("content"), f"{key}[{i}].content")
+        weight = message_weight(message, f"{key}[{i}]")
+        if weight is not None:
+            clean["weight"] = weight
         messages.append(clean)
     return messages
 
@@ -108,11 +144,18 @@ def sharegpt_messages(turns: Any, key: str) -> list[dict[str, Any]]:
         role = SHAREGPT_ROLES.get(str(turn["from"]))
         if role is None:
             raise RowError(f"{key}[{i}].from: unknown speaker {turn['from']!r}")
-        value = "" if turn.get("value") is None else str(turn["value"])
+        value = turn.get("value")
+        # A list is content parts (read as OpenAI's); other values keep their text, as before.
+        if isinstance(value, list):
+            value = content_text(value, f"{key}[{i}].value")
+        value = "" if value is None else str(value)
         if turn["from"] == "function_call":
             messages.append(_function_call_message(value, key, i))
         else:
             messages.append({"role": role, "content": value})
+        weight = message_weight(turn, f"{key}[{i}]")
+        if weight is not None:  # per-turn weights, as some sharegpt writers add them
+            messages[-1]["weight"] = weight
     return messages
 
 

@@ -2,7 +2,9 @@
 
 Every physical record in an input yields exactly one `RawRow`: either its parsed fields or the
 reason it could not be read (bad JSON, undecodable bytes, wrong field count). Nothing is dropped
-here; the caller decides what is rejected. Blank lines in JSONL are not rows and are counted.
+here; the caller decides what is rejected. Blank lines in JSONL and CSV are not rows and are
+counted. An input that would need a guess about which rows it holds (a JSON object of several
+lists, a saved DatasetDict of several splits) is refused with what to list instead.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def _reader(path: Path, stats: LoadStats) -> Iterator[RawRow]:
     if kind == "json":
         return _json_rows(path)
     if kind in ("csv", "tsv"):
-        return _csv_rows(path, "\t" if kind == "tsv" else ",")
+        return _csv_rows(path, "\t" if kind == "tsv" else ",", stats)
     return _parquet_rows(path)
 
 
@@ -266,10 +268,25 @@ def _json_rows(path: Path) -> Iterator[RawRow]:
     if not isinstance(value, dict):
         raise InputFileError(f"{name}: expected a JSON array or object of records")
     lists = [v for v in value.values() if isinstance(v, list)]
+    _refuse_several_lists(name, value, len(lists))
     items = lists[0] if len(lists) == 1 and len(value) == 1 else list(value.values())
     escapes = "\\u" in text
     for number, item in enumerate(items, start=1):
         yield _json_record(name, number, item, escapes)
+
+
+def _refuse_several_lists(name: str, value: dict[str, Any], lists: int) -> None:
+    """An object of several lists and no records (`{"train": [...], "test": [...]}`) is a set of
+    splits: read as {id: record} each list would be one rejected row, and which splits belong on
+    this side is the user's call, so refuse and name them."""
+    if lists < 2 or any(isinstance(v, dict) for v in value.values()):
+        return
+    keys = ", ".join(k for k, v in value.items() if isinstance(v, list))
+    raise InputFileError(
+        f"{name}: a JSON object holding {lists} lists ({keys}); which are the records is unclear",
+        hint="Save each list as its own file (JSONL or a JSON array) and list it under "
+        "data.train or data.eval.",
+    )
 
 
 def _json_record(name: str, line: int, item: Any, escapes: bool) -> RawRow:
@@ -329,7 +346,7 @@ def _skip_space(text: str, pos: int) -> int:
 CSV_FIELD_LIMIT = 2**31 - 1  # the largest a C long holds on every platform
 
 
-def _csv_rows(path: Path, delimiter: str) -> Iterator[RawRow]:
+def _csv_rows(path: Path, delimiter: str, stats: LoadStats) -> Iterator[RawRow]:
     name = str(path)
     bad_lines: dict[int, str] = {}
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
@@ -361,7 +378,8 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[RawRow]:
                 start = reader.line_num + 1
                 continue
             end = reader.line_num
-            if not fields:
+            if not fields:  # a blank line: not a row, but counted like JSONL's
+                stats.blank_lines[name] = stats.blank_lines.get(name, 0) + 1
                 start = end + 1
                 continue
             errors = [bad_lines[n] for n in range(start, end + 1) if n in bad_lines]
@@ -441,10 +459,13 @@ def _saved_dataset_rows(path: Path) -> Iterator[RawRow]:
     try:
         loaded = load_from_disk(str(path))
         splits = {"": loaded} if isinstance(loaded, Dataset) else dict(loaded)
+        _refuse_several_splits(path, list(splits))
         for dataset in splits.values():
             # The Arrow files are memory-mapped and read unchecked: damaged offsets or text
             # would give garbage or crash the process, so check every buffer first.
             dataset.data.table.validate(full=True)
+    except InputFileError:
+        raise
     except Exception as exc:  # missing or damaged files raise whatever failed first
         raise InputFileError(
             f"{path}: not a readable save_to_disk dataset ({type(exc).__name__}: {exc})",
@@ -456,14 +477,38 @@ def _saved_dataset_rows(path: Path) -> Iterator[RawRow]:
             yield RawRow(name, number, data=_plain(dict(item)))
 
 
+def _refuse_several_splits(path: Path, splits: list[str]) -> None:
+    """A DatasetDict's splits (test included) would all land on the side it is listed under;
+    each split is a saved Dataset of its own, so the user can list the ones meant."""
+    if len(splits) < 2:
+        return
+    train = "train" if "train" in splits else splits[0]
+    held_out = next(s for s in splits if s != train)
+    raise InputFileError(
+        f"{path}: a save_to_disk DatasetDict with {len(splits)} splits ({', '.join(splits)}); "
+        "reading them all would put every split on one side",
+        hint=f"List a split's folder instead, e.g. data.train: [{path / train}] and "
+        f"data.eval: [{path / held_out}].",
+    )
+
+
+HUB_SPLIT = "train"  # the one split read from a hub dataset
+
+
+def hub_source(name: str) -> str:
+    """How a hub dataset's rows are named in locations and the report: with the split read, so
+    nobody takes its other splits (test, validation) to have been read too."""
+    return f"hub:{name}[{HUB_SPLIT}]"
+
+
 def load_hub_dataset(name: str) -> Iterator[RawRow]:
     """Rows of a hub dataset's train split, streamed; a clear error when the hub is unreachable."""
     try:
         from datasets import load_dataset
 
-        dataset = load_dataset(name, split="train", streaming=True)
+        dataset = load_dataset(name, split=HUB_SPLIT, streaming=True)
         for number, item in enumerate(dataset, start=1):
-            yield RawRow(f"hub:{name}", number, data=_plain(dict(item)))
+            yield RawRow(hub_source(name), number, data=_plain(dict(item)))
     except InputFileError:
         raise
     except Exception as exc:

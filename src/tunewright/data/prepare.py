@@ -2,7 +2,7 @@
 
 Every input row ends in exactly one place: `train.jsonl`, `eval.jsonl` or `rejected.jsonl` (with
 its reason and source location). `validation.json` holds the report; its counts add up to the
-input rows, which is asserted before anything is written.
+input rows, which is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -15,11 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from tunewright.config import Config
-from tunewright.data import checks
+from tunewright.data import checks, placeholders
+from tunewright.data.accounting import check_rows_add_up
+from tunewright.data.boilerplate import LEAK_WORDS, AnswerNgrams, boilerplate_report, group_cap
 from tunewright.data.dedup import DuplicateIndex
-from tunewright.data.load import LoadStats, RawRow, expand_inputs, iter_rows, load_hub_dataset
+from tunewright.data.load import (
+    LoadStats,
+    RawRow,
+    expand_inputs,
+    hub_source,
+    iter_rows,
+    load_hub_dataset,
+)
 from tunewright.data.normalize import RowError, apply_columns, detect_shape, normalize_row
-from tunewright.data.records import Record, location, sides
+from tunewright.data.records import Record, answer_text, location, sides
 from tunewright.data.split import join_groups, split_records
 from tunewright.errors import TunewrightError
 from tunewright.files import atomic_write_json, write_jsonl
@@ -143,29 +152,57 @@ def analyze(config: Config, tokenizer: Any | None = None) -> Analysis:
     tokenizer = tokenizer if tokenizer is not None else _tokenizer_for(config)
     kept_train, train_lengths = _apply_length_check(config, tokenizer, kept_train, rejected)
     kept_eval, eval_lengths = _apply_length_check(config, tokenizer, kept_eval, rejected)
+    # Answer runs found in many rows are boilerplate: neither a leak nor a reason to group rows.
+    ngrams = AnswerNgrams.of([answer_text(r) for r in kept_train + kept_eval], LEAK_WORDS)
+    grouping = None
     if data.eval:
         train_records, eval_records = kept_train, kept_eval
         lengths = train_lengths + eval_lengths
     else:
-        groups = join_groups(
+        duplicate_groups = join_groups(
             checks.near_duplicate_groups(
                 kept_train, data.near_duplicate_threshold, config.seed, duplicates=duplicates
             ),
             checks.prompt_groups(kept_train, data.near_duplicate_threshold, config.seed),
         )
+        # Rows sharing a rarer answer run stay on one side too, so the split makes no leaks.
+        groups, grouping = ngrams.groups(duplicate_groups, group_cap(len(kept_train)))
         train_idx, eval_idx = split_records(kept_train, data.eval_fraction, config.seed, groups)
+        train_idx, eval_idx, moved = _leaks_to_train(
+            kept_train,
+            train_idx,
+            eval_idx,
+            lambda train, held_out: checks.find_leaks(
+                train,
+                held_out,
+                near_duplicate_threshold=data.near_duplicate_threshold,
+                ngram=LEAK_WORDS,
+                boilerplate=ngrams.hashes,
+            ),
+        )
+        if grouping is not None:
+            grouping["leaks_moved_to_train"] = moved
         train_records = [kept_train[i] for i in train_idx]
         eval_records = [kept_train[i] for i in eval_idx]
         lengths = [train_lengths[i] for i in train_idx + eval_idx]
     leaks = checks.find_leaks(
-        train_records, eval_records, near_duplicate_threshold=data.near_duplicate_threshold
+        train_records,
+        eval_records,
+        near_duplicate_threshold=data.near_duplicate_threshold,
+        ngram=LEAK_WORDS,
+        boilerplate=ngrams.hashes,
     )
     report = build_report(
         config, train, held_out, findings, leaks, lengths, train_records, eval_records, rejected
     )
-    total = train.total + held_out.total
+    report["boilerplate"] = boilerplate_report(ngrams, kept_train + kept_eval, grouping)
     # Invariant, not a user error: every input row is accounted for exactly once.
-    assert len(train_records) + len(eval_records) + len(rejected) == total, "rows lost"
+    check_rows_add_up(
+        read=train.total + held_out.total,
+        train=len(train_records),
+        eval=len(eval_records),
+        rejected=len(rejected),
+    )
     return Analysis(train_records, eval_records, rejected, report, train.inputs + held_out.inputs)
 
 
@@ -193,6 +230,29 @@ def _apply_checks(
         detail = finding.detail + (f" (first seen at {finding.other})" if finding.other else "")
         rejected.append(_rejection(records[index]["source"], finding.check, detail, records[index]))
     return [r for i, r in enumerate(records) if i not in reasons]
+
+
+def _leaks_to_train(
+    records: list[Record],
+    train_idx: list[int],
+    eval_idx: list[int],
+    find: Any,
+) -> tuple[list[int], list[int], int]:
+    """The automatic split must not create the leakage its gate then refuses. The grouping
+    links near-duplicates approximately (a crowded LSH bucket of templated rows can miss a pair
+    that the exact train x eval check then finds), so an eval row that still leaks from train
+    moves to train, until none does. Returns the indices and how many rows moved."""
+    moved = 0
+    while eval_idx:
+        leaking = {
+            f.index for f in find([records[i] for i in train_idx], [records[i] for i in eval_idx])
+        }
+        if not leaking:
+            break
+        train_idx = train_idx + [eval_idx[k] for k in sorted(leaking)]
+        eval_idx = [i for k, i in enumerate(eval_idx) if k not in leaking]
+        moved += len(leaking)
+    return train_idx, eval_idx, moved
 
 
 def _apply_length_check(
@@ -229,7 +289,7 @@ def load_side(config: Config, items: list[str], side: str) -> Loaded:
     for item in items:
         path = config.resolve(item)
         if not path.exists() and looks_like_hub_id(item):
-            sources: list[tuple[str, Any]] = [(f"hub:{item}", load_hub_dataset(item))]
+            sources: list[tuple[str, Any]] = [(hub_source(item), load_hub_dataset(item))]
         else:
             files = expand_inputs([path])
             loaded.inputs.extend(files)
@@ -403,6 +463,10 @@ def _check_table(
     for check in checks.CHECKS:
         table[check] = _examples(by_check.get(check, []), total)
         table[check]["severity"] = "error" if check in checks.REJECTING else "warning"
+    # Records per distinct placeholder: one template gap repeated is one fix at the source.
+    table["placeholder"]["placeholders"] = placeholders.count_placeholders(
+        f.values for f in by_check.get("placeholder", [])
+    )
     table["pair_too_long"] = _rejected_entry(rejected, "pair_too_long", total)
     return table
 

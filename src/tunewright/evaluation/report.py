@@ -25,6 +25,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from tunewright.evaluation.selection import left_out_note
 from tunewright.files import atomic_write_text
 from tunewright.formatting import (
     MISSING,
@@ -312,6 +313,7 @@ def _details(results: Results) -> list[tuple[str, str]]:
         ("Run", results.get("run")),
         ("Task", results.get("task")),
         ("Held-out examples", results.get("n_examples")),
+        ("Left out", left_out_note(results["selection"]) if results.get("selection") else None),
         ("Base model", models.get("base")),
         ("Tuned model", models.get("tuned")),
         ("Decoding", _pairs(results.get("decoding")) or None),

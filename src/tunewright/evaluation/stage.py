@@ -19,6 +19,7 @@ from tunewright.config import Config
 from tunewright.data.records import Record, expected_answer, prompt_messages
 from tunewright.errors import TunewrightError
 from tunewright.evaluation.compare import compare_metric, examples_table, train_summary
+from tunewright.evaluation.selection import left_out_note, select_examples
 from tunewright.files import atomic_write_json, read_jsonl
 from tunewright.generate import Decoding, generate
 from tunewright.runs import (
@@ -65,6 +66,10 @@ def evaluate_run(
     console = console or Console(stderr=True)
     tuned_dir = _trained_output(config)
     records, inputs = _eval_records(config, data_file)
+    records, selection = select_examples(records, config.eval.max_examples)
+    note = left_out_note(selection)
+    if note:
+        console.print(f"[bold]eval[/bold]: {note}")
     labels = (read_manifest(stage_dir(config, TRAIN)) or {}).get("labels")
     with stage_run(config, STAGE, inputs=[*inputs, tuned_dir]) as run:
         if labels:  # an encoder with a classification head
@@ -73,6 +78,7 @@ def evaluate_run(
             results = evaluate_encoder(config, tuned_dir, records, labels)
         else:
             results = _evaluate(config, _load_models(config, tuned_dir), records, console)
+        results["selection"] = selection
         atomic_write_json(run.output("metrics.json"), results)
         loss_png = loss_plot(config)
         for name in write_reports(results, run.dir, loss_png if loss_png.is_file() else None):
@@ -118,11 +124,7 @@ def _eval_records(config: Config, data_file: Path | None) -> tuple[list[Record],
                 hint="Run `tunewright data prepare` (or train) first, or pass --data FILE.",
             )
         records, inputs = read_jsonl(path), [path]
-    records = [r for r in records if expected_answer(r) is not None]
-    if not records:
-        raise TunewrightError("no evaluable examples (each needs an assistant answer to compare)")
-    limit = config.eval.max_examples
-    return (records[:limit] if limit else records), inputs
+    return records, inputs
 
 
 def _trained_output(config: Config) -> Path:

@@ -39,7 +39,7 @@ def only(findings, check):
 def test_check_sets_are_consistent():
     assert set(CHECKS) == REJECTING | WARNINGS
     assert not REJECTING & WARNINGS
-    assert {"too_short", "near_duplicate"} == WARNINGS
+    assert {"too_short", "near_duplicate", "placeholder"} == WARNINGS
 
 
 def test_clean_records_have_no_findings():

@@ -349,3 +349,11 @@ def test_p_value_format():
     assert [format_p(p) for p in (1e-9, 0.00099, 0.0341, 0.5, None)] == [
         "< 0.001", "< 0.001", "0.034", "0.500", "—",
     ]  # fmt: skip
+
+
+def test_examples_left_out_are_named_in_both_reports(tmp_path):
+    selection = {"available": 9, "without_reference": 3, "over_max_examples": 2, "evaluated": 4}
+    page_html, page_md = _write(tmp_path, {**_results(), "selection": selection})
+    note = "evaluating 4 of 9 examples; left out: 3 without an assistant answer to compare, "
+    assert note in _Page(page_html).visible
+    assert note in page_md

@@ -1,0 +1,209 @@
+"""Long runs of answer words shared between rows: boilerplate, and the groups the split keeps whole.
+
+A run of `n` words (13 for leakage) found in many answers ("I'm sorry, but I don't have the
+capability to ...") is boilerplate: the model should learn it, and an eval answer that repeats it
+has not leaked. A run found in a few answers links them: the automatic split keeps them on one
+side, as it does near-duplicates, so it cannot create the leakage the gate then refuses.
+
+    AnswerNgrams.of(answers, n)        boilerplate hashes and phrases, and links between answers
+    .groups(base, cap)                 `base` groups joined by the links, no group over `cap` rows
+    boilerplate_report(ngrams, ...)    the report's `boilerplate` entry
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tunewright.data.dedup import _ngram_hashes, _Tokens
+from tunewright.data.records import Record, location
+
+LEAK_WORDS = 13  # a run of this many answer words shared with train is a leak
+
+# An n-gram in at least 1% of the answers is boilerplate, but at least 5 answers (in a small
+# file 1% is one row, and a real copy would vanish) and at most 20 (in a million rows, 20
+# answers sharing 13 words are a formula, not one example copied).
+_BOILERPLATE_SHARE = 0.01
+_BOILERPLATE_MIN_ROWS = 5
+_BOILERPLATE_MAX_ROWS = 20
+# A split group joined through shared n-grams stops growing at 1% of the rows, at least 20,
+# so chains of answers sharing different runs cannot pull most of the data onto one side.
+_GROUP_SHARE = 0.01
+_GROUP_MIN_ROWS = 20
+_PHRASE_WORDS = 12  # words of a boilerplate phrase shown in the report
+_PHRASES_SHOWN = 10
+_ROWS_SHOWN = 3
+
+
+def boilerplate_rows(answers: int) -> int:
+    """Distinct answers an n-gram must occur in to count as boilerplate."""
+    share = math.ceil(_BOILERPLATE_SHARE * answers)
+    return max(_BOILERPLATE_MIN_ROWS, min(_BOILERPLATE_MAX_ROWS, share))
+
+
+def group_cap(rows: int) -> int:
+    """The most rows a group joined through shared n-grams may hold."""
+    return max(_GROUP_MIN_ROWS, math.ceil(_GROUP_SHARE * rows))
+
+
+@dataclass(frozen=True)
+class Phrase:
+    text: str  # the first _PHRASE_WORDS words of the run ("..." after them when longer)
+    rows: int  # distinct answers holding it
+    examples: list[int]  # the first few of those answers (indices)
+
+
+@dataclass
+class AnswerNgrams:
+    """Boilerplate runs of `n` words among answers, and the links their other shared runs make."""
+
+    n: int
+    min_rows: int  # boilerplate_rows(answers)
+    count: int  # distinct boilerplate n-grams
+    # Sorted uint64 hashes of the runs left out of leaks and links: the boilerplate n-grams and
+    # every run that overlaps one ("... step by step. The" is boilerplate plus a common word).
+    hashes: np.ndarray
+    phrases: list[Phrase]  # boilerplate, overlapping n-grams of one answer merged; most rows first
+    links: list[tuple[int, int]] = field(default_factory=list)  # answers sharing a rarer run
+
+    @classmethod
+    def of(cls, answers: list[str], n: int) -> AnswerNgrams:
+        tokens = _Tokens.of(answers)
+        every = _ngram_hashes(tokens.hashes(), tokens.lengths, n)  # hashes, owners, starts
+        min_rows = boilerplate_rows(len(answers))
+        # One entry per (n-gram, answer): the first occurrence in each answer.
+        order = np.lexsort((every[2], every[1], every[0]))
+        hashes, owners, starts = every[0][order], every[1][order], every[2][order]
+        first = np.ones(len(hashes), bool)
+        first[1:] = (hashes[1:] != hashes[:-1]) | (owners[1:] != owners[:-1])
+        hashes, owners, starts = hashes[first], owners[first], starts[first]
+        new = np.ones(len(hashes), bool)
+        new[1:] = hashes[1:] != hashes[:-1]
+        run_start = np.flatnonzero(new)
+        rows = np.diff(np.append(run_start, len(hashes)))  # distinct answers per n-gram
+        per_entry = np.repeat(rows, rows)
+        common = per_entry >= min_rows
+        boilerplate = hashes[common & new]  # sorted, as the entries are
+        ignored = _touching(*every, boilerplate, n, len(tokens.ids))
+        shared = (per_entry >= 2) & ~np.isin(hashes, ignored)
+        # Link each answer to the previous one holding the same rarer n-gram (a chain is enough).
+        chained = shared & ~new
+        links = list(
+            zip(owners[np.flatnonzero(chained) - 1].tolist(), owners[chained].tolist(), strict=True)
+        )
+        phrases = _phrases(tokens, owners, starts, common & new, rows[rows >= min_rows], n)
+        return cls(n, min_rows, len(boilerplate), ignored, phrases, sorted(set(links)))
+
+    def groups(self, base: list[int], cap: int) -> tuple[list[int], dict[str, int]]:
+        """`base` (a group id per answer that is one of its members) joined by the links, no
+        joined group passing `cap` rows, and what that did: rows in groups of two or more, the
+        largest group, and the links left out by the cap (they may then show as leaks)."""
+        parent = list(range(len(base)))
+        size = [0] * len(base)
+        for i, group in enumerate(base):
+            parent[i] = group
+        for group in base:
+            size[group] += 1
+        over_cap = 0
+        for a, b in self.links:
+            ra, rb = _root(parent, a), _root(parent, b)
+            if ra == rb:
+                continue
+            if size[ra] + size[rb] > cap:
+                over_cap += 1
+                continue
+            low, high = min(ra, rb), max(ra, rb)
+            parent[high], size[low] = low, size[low] + size[high]
+        groups = [_root(parent, i) for i in range(len(base))]
+        counts = np.bincount(groups, minlength=1) if groups else np.zeros(1, np.int64)
+        stats = {
+            "cap": cap,
+            "grouped_rows": int(counts[counts >= 2].sum()),
+            "largest": int(counts.max()),
+            "links_over_cap": over_cap,
+        }
+        return groups, stats
+
+
+def _touching(
+    hashes: np.ndarray,
+    owners: np.ndarray,
+    starts: np.ndarray,
+    boilerplate: np.ndarray,
+    n: int,
+    length: int,
+) -> np.ndarray:
+    """Sorted hashes of the runs with a word inside some boilerplate occurrence (`length`: the
+    word positions of all answers)."""
+    del owners  # runs never cross answers, so positions alone decide
+    at = starts[np.isin(hashes, boilerplate)]
+    edges = np.zeros(length + 1, np.int64)
+    np.add.at(edges, at, 1)
+    np.add.at(edges, at + n, -1)
+    covered = np.concatenate(([0], np.cumsum(np.cumsum(edges)[:length] > 0)))
+    return np.unique(hashes[covered[starts + n] - covered[starts] > 0])
+
+
+def _root(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]  # path halving keeps the trees shallow
+        i = parent[i]
+    return i
+
+
+def _phrases(
+    tokens: _Tokens,
+    owners: np.ndarray,
+    starts: np.ndarray,
+    firsts: np.ndarray,
+    rows: np.ndarray,
+    n: int,
+) -> list[Phrase]:
+    """One phrase per boilerplate sentence: the boilerplate n-grams of each first answer that
+    holds them, consecutive starts merged, so a 20-word sentence is one phrase, not eight."""
+    where = np.flatnonzero(firsts)
+    # A run's entries are sorted by answer, so its first few answers follow its first entry.
+    examples = {
+        k: owners[k : k + min(_ROWS_SHOWN, count)].tolist()
+        for k, count in zip(where.tolist(), rows.tolist(), strict=True)
+    }
+    by_start = sorted(zip(starts[where].tolist(), rows.tolist(), where.tolist(), strict=True))
+    merged: list[tuple[int, int, int, int]] = []  # (start, end, rows, entry)
+    for start, count, k in by_start:
+        if merged and start <= merged[-1][1] - n + 1:
+            first, _, most, entry = merged[-1]
+            merged[-1] = (first, start + n, max(most, count), entry)
+        else:
+            merged.append((start, start + n, count, k))
+    merged.sort(key=lambda m: (-m[2], m[0]))
+    phrases = []
+    for start, end, count, k in merged[:_PHRASES_SHOWN]:
+        shown = min(end - start, _PHRASE_WORDS)
+        words = " ".join(tokens.vocab[t] for t in tokens.ids[start : start + shown])
+        suffix = " ..." if end - start > shown else ""
+        phrases.append(Phrase(words + suffix, count, sorted(set(examples[k]))))
+    return phrases
+
+
+def boilerplate_report(
+    ngrams: AnswerNgrams, records: list[Record], grouping: dict[str, int] | None
+) -> dict[str, Any]:
+    """The report's `boilerplate` entry: the rule, each phrase with its answer count and first
+    locations, and (automatic split only) what grouping by shared runs did."""
+    return {
+        "ngram_words": ngrams.n,
+        "min_rows": ngrams.min_rows,
+        "count": ngrams.count,  # distinct boilerplate n-grams
+        "phrases": [
+            {
+                "text": phrase.text,
+                "rows": phrase.rows,
+                "examples": [location(records[i]) for i in phrase.examples],
+            }
+            for phrase in ngrams.phrases
+        ],
+        "split_groups": grouping,
+    }
