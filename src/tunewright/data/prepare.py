@@ -7,6 +7,7 @@ input rows, which is checked before anything is written.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from collections import Counter
@@ -155,6 +156,12 @@ def analyze(config: Config, tokenizer: Any | None = None) -> Analysis:
     # Answer runs found in many rows are boilerplate: neither a leak nor a reason to group rows.
     ngrams = AnswerNgrams.of([answer_text(r) for r in kept_train + kept_eval], LEAK_WORDS)
     grouping = None
+    find_leaks = functools.partial(
+        checks.find_leaks,
+        near_duplicate_threshold=data.near_duplicate_threshold,
+        ngram=LEAK_WORDS,
+        boilerplate=ngrams.hashes,
+    )
     if data.eval:
         train_records, eval_records = kept_train, kept_eval
         lengths = train_lengths + eval_lengths
@@ -168,30 +175,14 @@ def analyze(config: Config, tokenizer: Any | None = None) -> Analysis:
         # Rows sharing a rarer answer run stay on one side too, so the split makes no leaks.
         groups, grouping = ngrams.groups(duplicate_groups, group_cap(len(kept_train)))
         train_idx, eval_idx = split_records(kept_train, data.eval_fraction, config.seed, groups)
-        train_idx, eval_idx, moved = _leaks_to_train(
-            kept_train,
-            train_idx,
-            eval_idx,
-            lambda train, held_out: checks.find_leaks(
-                train,
-                held_out,
-                near_duplicate_threshold=data.near_duplicate_threshold,
-                ngram=LEAK_WORDS,
-                boilerplate=ngrams.hashes,
-            ),
-        )
+        train_idx, eval_idx, moved = _leaks_to_train(kept_train, train_idx, eval_idx, find_leaks)
         if grouping is not None:
             grouping["leaks_moved_to_train"] = moved
         train_records = [kept_train[i] for i in train_idx]
         eval_records = [kept_train[i] for i in eval_idx]
         lengths = [train_lengths[i] for i in train_idx + eval_idx]
-    leaks = checks.find_leaks(
-        train_records,
-        eval_records,
-        near_duplicate_threshold=data.near_duplicate_threshold,
-        ngram=LEAK_WORDS,
-        boilerplate=ngrams.hashes,
-    )
+    # An automatic split has just been checked until nothing leaks (`_leaks_to_train`).
+    leaks = find_leaks(train_records, eval_records) if data.eval else []
     report = build_report(
         config, train, held_out, findings, leaks, lengths, train_records, eval_records, rejected
     )

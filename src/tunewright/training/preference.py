@@ -45,9 +45,9 @@ class Resolved:
     source: str  # "config" or "auto: <reason>"
 
 
-def resolve_options(config: Config, records: list[Record]) -> dict[str, Resolved]:
+def resolve_options(config: Config, rows: list[dict[str, Any]]) -> dict[str, Resolved]:
     """The options `train.objective` uses, with `auto` resolved from the objective (and, for
-    KTO's class weights, from the counts of desirable and undesirable answers)."""
+    KTO's class weights, from the labels of its rows, `trl_rows`)."""
     objective, options = config.train.objective, config.train.preference
     found: dict[str, Resolved] = {}
     if options.beta == "auto":
@@ -78,7 +78,7 @@ def resolve_options(config: Config, records: list[Record]) -> dict[str, Resolved
         else:
             found["simpo_gamma"] = Resolved(options.simpo_gamma, "config")
     if objective == "kto":
-        found.update(_kto_weights(kto_rows_labels(records)))
+        found.update(_kto_weights([row["label"] for row in rows]))
     return found
 
 
@@ -148,10 +148,6 @@ def trl_rows(records: list[Record], objective: str) -> list[dict[str, Any]]:
     return rows
 
 
-def kto_rows_labels(records: list[Record]) -> list[bool]:
-    return [row["label"] for row in trl_rows(records, "kto")]
-
-
 def check_objective_data(objective: str, records: list[Record], where: str) -> None:
     """Pairs for dpo/orpo/simpo, pairs or feedback for kto; anything else is refused with what
     the prepared data holds, before the model is loaded."""
@@ -192,7 +188,7 @@ def build_preference_job(
     n_params = count_parameters(folder) or 0
     sized = _sequences(tokenizer, train, config.data.max_seq_len)
     model, levers = load_policy(config, folder, sized, n_params, context)
-    options = resolve_options(config, train)
+    options = resolve_options(config, train_rows)
     args_class, arguments = objective_arguments(config, options)
     return Job(
         model=model,
