@@ -131,6 +131,14 @@ def token_lengths(
     return [len(ids) for ids in encoded]
 
 
+def rendered_text(
+    tokenizer: PreTrainedTokenizerBase, messages: list[Message], tools: list[Any] | None = None
+) -> str:
+    """The full text the template renders for `messages` (no generation prompt)."""
+    prepared, template_tools = _prepare_messages(tokenizer, messages, tools)
+    return _render(tokenizer, prepared, template_tools, generation=False)
+
+
 def verify_loss_mask(
     tokenizer: PreTrainedTokenizerBase,
     samples: list[list[Message]],

@@ -103,6 +103,60 @@ def validate(
     )
 
 
+@app.command("import-config")
+def import_config(
+    source: Annotated[
+        Path, typer.Argument(help="A LLaMA-Factory or Axolotl YAML.", show_default=False)
+    ],
+    out_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where to write our config (default: <name>.tunewright.yaml beside the source).",
+            show_default=False,
+        ),
+    ] = None,
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            "--base",
+            help="The folder the tool ran in: its relative paths "
+            "(dataset_dir, data files, DeepSpeed JSON) are found there first, then "
+            "beside the source (default: the current folder).",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
+) -> None:
+    """Translate a LLaMA-Factory or Axolotl config (and its dataset descriptions) into ours,
+    printing what became of every key."""
+    from tunewright.config.peers.detect import default_output
+    from tunewright.config.peers.importer import translate_file, write_translation
+    from tunewright.config.peers.translation import STATUS_TEXT
+
+    target = out_path or default_output(source)
+    if target.exists() and not force:
+        raise TunewrightError(f"{target} already exists", hint="Pass --force to overwrite it.")
+    translation = translate_file(source, target, base)
+    table = Table(
+        "source key",
+        "result",
+        "tunewright key",
+        "how / what to do",
+        title=(f"{source} ({translation.peer})"),
+    )
+    colours = {"translated": "green", "changed": "yellow", "unsupported": "red", "ignored": "dim"}
+    for row in translation.rows:
+        status = f"[{colours[row.status]}]{STATUS_TEXT[row.status]}[/]"
+        table.add_row(escape(row.key), status, row.target, escape(row.note))
+    out.print(table)
+    written = write_translation(translation, target)
+    out.print(
+        f"wrote {', '.join(str(p) for p in written)}; check it with: tunewright validate {target}",
+        soft_wrap=True,
+    )
+
+
 def warn_secrets(config: Path, paths: list[str]) -> None:
     """A warning (not an error) per key in the file that holds what looks like a secret; the
     value itself is never printed."""

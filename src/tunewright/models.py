@@ -21,6 +21,9 @@ from tunewright.files import atomic_dir, atomic_write_json, safetensors_header
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from tunewright.chat_templates import TemplateChoice
+    from tunewright.config import Config
+
 ModelKind = Literal["causal-lm", "encoder"]
 
 
@@ -246,6 +249,15 @@ def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def load_base_tokenizer(config: Config) -> tuple[PreTrainedTokenizerBase, TemplateChoice]:
+    """The base model's tokenizer with `model.chat_template` applied, and which template that is
+    (for the manifest)."""
+    from tunewright.chat_templates import apply_chat_template
+
+    tokenizer = load_tokenizer(resolve_model(config.model.name))
+    return tokenizer, apply_chat_template(tokenizer, config.model.chat_template, config.resolve)
 
 
 def load_causal_lm(

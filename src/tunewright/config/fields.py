@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Auto = Literal["auto"]
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
-def _one_or_many(value: Any) -> Any:
-    """Let `train: data.jsonl` stand for `train: [data.jsonl]`."""
-    return [value] if isinstance(value, str) else value
-
-
-PathList = Annotated[list[str], BeforeValidator(_one_or_many)]
+def one_or_many(value: Any) -> Any:
+    """Let `train: data.jsonl` (or one mapping) stand for a list of one."""
+    return [value] if isinstance(value, (str, dict)) else value
 
 
 class Section(BaseModel):

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from tunewright.config.messages import describe_errors, kind_of
+from tunewright.config.peers.detect import foreign_peer, import_command
 from tunewright.config.schema import Config
 from tunewright.config.secrets import secret_paths
 from tunewright.errors import ConfigError
@@ -27,6 +28,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         path = Path(path)
         raw = _read_yaml(path)
         base_dir = path.resolve().parent
+        _refuse_foreign(path, raw)
     problems: list[str] = []
     for item in overrides or []:
         problem = _apply_override(raw, item)
@@ -46,6 +48,18 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     assert config is not None
     config.base_dir = base_dir
     return config
+
+
+def _refuse_foreign(path: Path, raw: dict[str, Any]) -> None:
+    """A LLaMA-Factory or Axolotl config would fail on every key; say what it is instead."""
+    peer = foreign_peer(raw)
+    if peer is not None:
+        raise ConfigError(
+            str(path),
+            [f"this is a {peer} config, not a tunewright one"],
+            hint=f"Translate it (every key, with a table of what became of each): "
+            f"{import_command(path)}",
+        )
 
 
 def secrets_in_file(path: str | Path) -> list[str]:

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from tunewright.config.fields import Auto, PathList, PositiveFloat, PositiveInt, Section
+from tunewright.config.data_source import DataFormat, SourceList
+from tunewright.config.fields import Auto, PositiveFloat, PositiveInt, Section
 from tunewright.config.grpo_section import Grader, GrpoSection
 from tunewright.config.openai_section import OpenAISection
 from tunewright.methods import Method
@@ -29,8 +30,10 @@ class ModelSection(Section):
     )
     chat_template: str | None = Field(
         None,
-        description="Path to a Jinja chat template that replaces the tokenizer's own; it is "
-        "saved beside the trained weights so eval, export and serve use the same one.",
+        description="Path to a Jinja chat template that replaces the tokenizer's own, or a "
+        "registry name (chatml, qwen, llama3, llama2, mistral, gemma, phi, zephyr) used when "
+        "the tokenizer has none; either is saved beside the trained weights so eval, export "
+        "and serve use the same one, and the run manifest records it.",
     )
     trust_remote_code: bool = Field(
         False,
@@ -46,28 +49,18 @@ class ModelSection(Section):
 
 
 class DataSection(Section):
-    train: PathList = Field(
+    train: SourceList = Field(
         default_factory=list,
         description="Training data files or folders (JSON, JSONL, CSV/TSV, Parquet), relative to "
-        "the config file.",
+        "the config file. An entry may also be a mapping {path, format, columns, messages} "
+        "giving that file its own format, column map and message keys (see `import-config`).",
         examples=[["data/train.jsonl"]],
     )
-    eval: PathList = Field(
+    eval: SourceList = Field(
         default_factory=list,
         description="Held-out evaluation files; when empty, `eval_fraction` of train is split off.",
     )
-    format: Literal[
-        "auto",
-        "alpaca",
-        "sharegpt",
-        "openai",
-        "classification",
-        "code",
-        "summarization",
-        "preference",
-        "feedback",
-        "text",
-    ] = Field(
+    format: DataFormat = Field(
         "auto",
         description="Input format; auto detects it from the columns of each file. preference "
         "(pairs) and feedback (answers labelled desirable or not) each come in several shapes, "
@@ -393,6 +386,31 @@ class ServeSection(Section):
     )
     max_body_bytes: int = Field(
         1048576, gt=0, description="Largest request body accepted, in bytes."
+    )
+    max_queue: int = Field(
+        128,
+        gt=0,
+        description="Generations waiting for the model at most; beyond, requests get 429 with "
+        "Retry-After.",
+    )
+    request_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Longest a request waits for its generation to start; then 503 with "
+        "Retry-After.",
+    )
+    max_messages: int = Field(256, gt=0, description="Most messages in one chat request.")
+    max_choices: int = Field(
+        16,
+        gt=0,
+        description="Most generations one request asks for (prompts in a completion request "
+        "times `n`).",
+    )
+    docs: bool = Field(False, description="Serve /docs, /redoc and /openapi.json.")
+    metrics_key: SecretStr | None = Field(
+        None,
+        description="Key /metrics takes instead of the API keys (none: the API keys; no keys "
+        "at all: open).",
     )
 
 

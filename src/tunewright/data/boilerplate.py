@@ -68,14 +68,18 @@ class AnswerNgrams:
     hashes: np.ndarray
     phrases: list[Phrase]  # boilerplate, overlapping n-grams of one answer merged; most rows first
     links: list[tuple[int, int]] = field(default_factory=list)  # answers sharing a rarer run
+    # Entries (n-gram hash, answer) of the runs in 2+ answers that are not left out, by hash.
+    shared_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    shared_owners: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @classmethod
     def of(cls, answers: list[str], n: int) -> AnswerNgrams:
         tokens = _Tokens.of(answers)
         every = _ngram_hashes(tokens.hashes(), tokens.lengths, n)  # hashes, owners, starts
         min_rows = boilerplate_rows(len(answers))
-        # One entry per (n-gram, answer): the first occurrence in each answer.
-        order = np.lexsort((every[2], every[1], every[0]))
+        # One entry per (n-gram, answer): the first occurrence in each answer. Runs come in
+        # position order, so a stable sort by hash keeps each n-gram's entries in that order.
+        order = np.argsort(every[0], kind="stable")
         hashes, owners, starts = every[0][order], every[1][order], every[2][order]
         first = np.ones(len(hashes), bool)
         first[1:] = (hashes[1:] != hashes[:-1]) | (owners[1:] != owners[:-1])
@@ -95,7 +99,24 @@ class AnswerNgrams:
             zip(owners[np.flatnonzero(chained) - 1].tolist(), owners[chained].tolist(), strict=True)
         )
         phrases = _phrases(tokens, owners, starts, common & new, rows[rows >= min_rows], n)
-        return cls(n, min_rows, len(boilerplate), ignored, phrases, sorted(set(links)))
+        ngrams = cls(n, min_rows, len(boilerplate), ignored, phrases, sorted(set(links)))
+        # Kept for split_leaks: the (n-gram, answer) entries that can make a leak, by n-gram.
+        ngrams.shared_hashes, ngrams.shared_owners = hashes[shared], owners[shared]
+        return ngrams
+
+    def leaking(self, sides: np.ndarray) -> np.ndarray:
+        """The answers (indices) on the eval side that share a run, other than boilerplate,
+        with an answer on the train side; `sides` holds per answer 1 for train, 0 for eval and
+        -1 for neither."""
+        if not len(self.shared_hashes):
+            return np.zeros(0, np.int64)
+        side = sides[self.shared_owners]
+        new = np.ones(len(self.shared_hashes), bool)
+        new[1:] = self.shared_hashes[1:] != self.shared_hashes[:-1]
+        run = np.cumsum(new) - 1
+        starts = np.flatnonzero(new)
+        with_train = np.maximum.reduceat((side == 1).astype(np.int8), starts).astype(bool)
+        return np.unique(self.shared_owners[(side == 0) & with_train[run]])
 
     def groups(self, base: list[int], cap: int) -> tuple[list[int], dict[str, int]]:
         """`base` (a group id per answer that is one of its members) joined by the links, no

@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from tunewright.data.records import (
     location,
     prompt_text,
 )
+
+if TYPE_CHECKING:
+    from tunewright.data.boilerplate import AnswerNgrams
 
 
 @dataclass
@@ -121,7 +124,7 @@ def duplicate_index(records: list[Record], seed: int = 0) -> DuplicateIndex:
     near_duplicate_groups: building them is most of the cost of each (~1.7 s per 100k rows).
 
     The index also serves any sub-list of `records`, such as those kept after rejection."""
-    return DuplicateIndex(_full_texts(records), seed)
+    return DuplicateIndex(_full_texts(records), seed, owners=records)
 
 
 def near_duplicate_groups(
@@ -170,6 +173,34 @@ def find_leaks(
         Finding(LEAK, j, location(eval[j]), detail, location(train[i]))
         for j, (i, detail) in sorted(found.items())
     ]
+
+
+def split_leaks(
+    records: list[Record],
+    train: list[int],
+    eval: list[int],
+    *,
+    duplicates: DuplicateIndex,
+    ngrams: AnswerNgrams,
+    near_duplicate_threshold: float = 0.85,
+) -> set[int] | None:
+    """The positions in `eval` of the records find_leaks would report for this split of
+    `records` (train and eval: indices into it), from the duplicate index and answer n-grams
+    already built over `records`, so no text is read again. None when they cannot answer:
+    records not all indexed, or pairs and feedback, which leak by their prompt."""
+    positions = duplicates.positions(records)
+    if positions is None or any(r.get("task") in PROMPTED for r in records):
+        return None
+    if len(ngrams.shared_owners) and int(ngrams.shared_owners.max()) >= len(records):
+        return None
+    copies = duplicates.cross(
+        [positions[i] for i in train], [positions[i] for i in eval], near_duplicate_threshold
+    )
+    sides = np.full(len(records), -1, np.int8)
+    sides[np.asarray(train, np.int64)] = 1
+    sides[np.asarray(eval, np.int64)] = 0
+    at = {record: k for k, record in enumerate(eval)}
+    return set(copies) | {at[i] for i in ngrams.leaking(sides).tolist()}
 
 
 def prompt_groups(records: list[Record], threshold: float = 0.85, seed: int = 0) -> list[int]:
@@ -462,6 +493,9 @@ def _links(
         return DuplicateIndex(_full_texts(records), seed).links(threshold)
     if duplicates.seed != seed:  # the links would silently come from other MinHash functions
         raise ValueError(f"duplicates were indexed with seed {duplicates.seed}, not {seed}")
+    positions = duplicates.positions(records)
+    if positions is not None:
+        return duplicates.links(threshold, positions=positions)
     return duplicates.links(threshold, _full_texts(records))
 
 

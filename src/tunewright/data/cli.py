@@ -161,7 +161,7 @@ def data_render(
     from tunewright.data.prepare import load_side
     from tunewright.data.records import location, sides
     from tunewright.files import read_jsonl
-    from tunewright.models import load_tokenizer, resolve_model
+    from tunewright.models import load_base_tokenizer
     from tunewright.runs import data_split
 
     cfg = load_config(config, overrides)
@@ -172,7 +172,7 @@ def data_render(
         records = load_side(
             cfg, cfg.data.train if split == "train" else cfg.data.eval, split
         ).records
-    tokenizer = load_tokenizer(resolve_model(cfg.model.name))
+    tokenizer, _ = load_base_tokenizer(cfg)
     for i in index or [0]:
         if not 0 <= i < len(records):
             raise TunewrightError(f"--index {i}: {split} has {len(records)} examples")
@@ -229,10 +229,12 @@ def print_data_report(report: dict) -> None:
     else:
         out.print("[green]checks: no problems found[/green]")
     tokens = report["tokens"]
+    sampled = tokens["statistics_from"] < tokens["count"]
     out.print(
-        f"tokens: mean {tokens['mean']}, p95 {tokens['p95']}, max {tokens['max']}; "
-        f"{tokens['truncated']} over max_seq_len {tokens['max_seq_len']} "
-        f"(up to {tokens['tokens_cut_max']} tokens cut)"
+        f"tokens: mean {tokens['mean']}, p95 {tokens['p95']}"
+        + (f" (from a sample of {tokens['statistics_from']})" if sampled else "")
+        + f", max {tokens['max']}; {tokens['truncated']} over max_seq_len "
+        f"{tokens['max_seq_len']} (up to {tokens['tokens_cut_max']} tokens cut)"
     )
     if report["labels"].get("counts"):
         out.print(f"labels: {escape(str(report['labels']['counts']))}")  # labels are data

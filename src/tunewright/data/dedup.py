@@ -17,9 +17,9 @@ PYTHONHASHSEED.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +35,9 @@ _CHAR_SHINGLES_BELOW = 5
 _SHINGLE_CHARS = 5
 _MIN_RECALL = 0.99  # LSH banding is chosen so pairs at the threshold become candidates this often
 _ESTIMATE_MARGIN = 0.2  # > 3 std errors: candidates estimated this far below are not verified
+# Short rows (edit similarity counts) are verified from this estimate on: a Jaccard of 0.25,
+# the lowest one within the edit threshold leaves, less 3 std errors (3 x 0.054 at 64 values).
+_SHORT_ESTIMATE_FLOOR = 0.09
 _BUCKET_WINDOW = 8  # in a crowded LSH bucket, pair each text with this many before it
 _CHUNK_VALUES = 1 << 22  # shingle x permutation values per MinHash block (32 MiB of uint64)
 # Below this many words, a word edit distance also counts (see _Sketch.verify): one word
@@ -71,21 +74,43 @@ class DuplicateIndex:
     Signatures are the costly part (~17 µs a text); `links` then finds duplicates among all the
     indexed texts or any list of them, e.g. those left after rejecting some, for ~2 µs a text."""
 
-    def __init__(self, texts: Iterable[str], seed: int = 0) -> None:
+    def __init__(
+        self, texts: Iterable[str], seed: int = 0, owners: Sequence[object] | None = None
+    ) -> None:
         self.seed = seed
         normalised = [_normalise(text) for text in texts]
         self._digests = _digests(normalised)
         _, unique = _first_copies(self._digests)
         self._rows = {self._digests[i]: row for row, i in enumerate(unique)}  # -> sketch row
         self._sketch = _Sketch.build([normalised[i] for i in unique], seed)
+        del normalised
         # (distinct non-empty texts, 64) uint64, in the order first seen.
         self.signatures: np.ndarray = self._sketch.signatures
+        # The objects the texts came from (records), held so that their ids stay theirs: a
+        # sub-list of them is then found by identity, without normalising its texts again.
+        self._owners = list(owners) if owners is not None else []
+        self._positions = {id(owner): k for k, owner in enumerate(self._owners)}
 
-    def links(self, threshold: float, texts: Iterable[str] | None = None) -> Links:
-        """Links among `texts` (by default the texts indexed), whose indices refer to `texts`.
+    def positions(self, owners: Iterable[object]) -> list[int] | None:
+        """The indexed position of each owner given, or None if one was not indexed."""
+        found = [self._positions.get(id(owner), -1) for owner in owners]
+        return None if -1 in found else found
+
+    def links(
+        self,
+        threshold: float,
+        texts: Iterable[str] | None = None,
+        *,
+        positions: Sequence[int] | None = None,
+    ) -> Links:
+        """Links among `texts` (by default the texts indexed), whose indices refer to `texts`;
+        or among the indexed texts at `positions`, whose indices refer to `positions`.
 
         Every text must have been indexed; the answer is the same as from a new index of them."""
-        digests = self._digests if texts is None else _digests(map(_normalise, texts))
+        if positions is not None:
+            digests = [self._digests[k] for k in positions]
+        else:
+            digests = self._digests if texts is None else _digests(map(_normalise, texts))
         firsts, unique = _first_copies(digests)
         rows = [self._rows.get(digests[i], -1) for i in unique]
         if -1 in rows:
@@ -94,6 +119,35 @@ class DuplicateIndex:
         pairs = _candidate_pairs(_band_keys(sketch.signatures, threshold), left=None)
         verified = sketch.verify(pairs, threshold)
         return Links(firsts, [(unique[a], unique[b], jaccard) for a, b, jaccard in verified])
+
+    def cross(
+        self, train: Sequence[int], eval: Sequence[int], threshold: float
+    ) -> dict[int, tuple[int, float | None]]:
+        """cross_duplicates of the indexed texts at positions `train` and `eval`, with indices
+        into those lists, from the signatures already computed."""
+        first: dict[bytes, int] = {}
+        for k, position in enumerate(train):
+            digest = self._digests[position]
+            if digest is not None:
+                first.setdefault(digest, k)
+        found: dict[int, tuple[int, float | None]] = {}
+        evals: list[int] = []
+        rows = [self._rows[digest] for digest in first]  # the distinct train texts, in order
+        for j, position in enumerate(eval):
+            digest = self._digests[position]
+            if digest is None:
+                continue
+            if digest in first:
+                found[j] = (first[digest], None)
+            else:
+                evals.append(j)
+                rows.append(self._rows[digest])
+        keep = list(first.values())
+        sketch = self._sketch.select(np.array(rows, dtype=np.int64))
+        pairs = _candidate_pairs(_band_keys(sketch.signatures, threshold), left=len(keep))
+        for a, b, jaccard in sketch.verify(pairs, threshold, cross=True, left=len(keep)):
+            found.setdefault(evals[b - len(keep)], (keep[a], jaccard))
+        return found
 
 
 def cross_duplicates(
@@ -323,8 +377,15 @@ class _Sketch:
         match and (unless `cross`, where one match per eval row is enough) i and j are already
         linked through verified pairs. A cluster of near-copies then costs about one
         verification per row, however many candidate pairs it makes."""
-        pairs = pairs[self._estimates(pairs) >= threshold - _ESTIMATE_MARGIN]
-        pairs = _sorted_pairs(pairs, self.words.one_edit_pairs(threshold, left), len(self.ends))
+        pairs = _sorted_pairs(pairs, self.words.overlap_pairs(threshold, left), len(self.ends))
+        # A low Jaccard estimate rules a pair out. Two short rows within the edit similarity
+        # threshold can have a much lower Jaccard (k words changed in n leave about
+        # (n - 3k) / (n + 3k) of the 3-shingles, 0.25 at worst for k <= 0.15 n), so they get a
+        # floor of their own.
+        estimates = self._estimates(pairs)
+        likely = estimates >= threshold - _ESTIMATE_MARGIN
+        short = self.words.both_short(pairs) & (estimates >= _SHORT_ESTIMATE_FLOOR)
+        pairs = pairs[likely | short]
         links = _UnionFind(len(self.signatures))
         matched: set[int] = set()
         verified = []
@@ -335,7 +396,7 @@ class _Sketch:
             shared = np.intersect1d(left, right, assume_unique=True).size
             jaccard = shared / (left.size + right.size - shared)
             if jaccard < threshold:
-                jaccard = max(jaccard, self.words.similarity(i, j))
+                jaccard = max(jaccard, self.words.similarity(i, j, threshold))
             if jaccard >= threshold:
                 verified.append((i, j, jaccard))
                 matched.add(j)
@@ -438,42 +499,70 @@ def _candidate_pairs(keys: np.ndarray, left: int | None) -> np.ndarray:
     """(pairs, 2) row pairs (i, j), i < j, that share an LSH bucket in some band, sorted by j
     then i. With `left`, only train x eval pairs, i < left <= j.
 
-    Each row is paired with the _BUCKET_WINDOW eligible rows just before it in its bucket and
-    with the bucket's first row, so small buckets give all their pairs and a crowded one
-    (templated texts) costs O(rows x window) rather than O(rows^2); chains through the window
-    still link a cluster into one group."""
-    rows = len(keys)
+    A bucket is ordered by the next band's key, so rows that share that band too (the likely
+    near-copies) sit side by side. Each row is then paired with the _BUCKET_WINDOW rows just
+    before it (with `left`: each eval row with the nearest train rows on either side) and with
+    the bucket's first row, so small buckets give all their pairs and a crowded one (templated
+    texts) costs O(rows x window) rather than O(rows^2) without losing its closest pairs;
+    chains through the window still link a cluster into one group."""
+    rows, bands = keys.shape
     codes = [np.zeros(0, np.int64)]  # j * rows + i, so that sorting orders by j, then i
-    for band in range(keys.shape[1]):
-        order = np.argsort(keys[:, band], kind="stable")  # equal keys keep ascending rows
+    for band in range(bands):
+        order = np.lexsort((keys[:, (band + 1) % bands], keys[:, band]))
         ordered = keys[order, band]
         new = np.concatenate(([True], ordered[1:] != ordered[:-1]))
-        bucket_start = np.maximum.accumulate(np.where(new, np.arange(rows), 0))
-        # Only positions with a row before them in their bucket can pair.
-        positions = np.flatnonzero(~new)
-        start = bucket_start[positions]
+        bucket = np.cumsum(new) - 1
+        firsts = np.flatnonzero(new)
+        bucket_start = firsts[bucket]
         if left is None:
-            end = positions  # partners: the rows before this one
+            codes += _window_pairs(order, bucket_start, rows)
         else:
-            # In a bucket train rows come first, so an eval row's partners end where they do.
-            trains_before = np.cumsum(order < left) - (order < left)
-            end = start + trains_before[positions] - trains_before[start]
-            keep = order[positions] >= left
-            positions, start, end = positions[keep], start[keep], end[keep]
-        j = order[positions] * rows
-        for back in range(1, _BUCKET_WINDOW + 1):
-            ok = end - back >= start
-            codes.append(j[ok] + order[end[ok] - back])
-        first = end - _BUCKET_WINDOW > start  # the bucket's first row, when out of the window
-        codes.append(j[first] + order[start[first]])
+            bucket_end = np.append(firsts[1:], rows)[bucket]
+            codes += _cross_window_pairs(order, bucket_start, bucket_end, left, rows)
     unique = np.unique(np.concatenate(codes))
     return np.stack([unique % max(rows, 1), unique // max(rows, 1)], axis=1)
 
 
-# ---------------------------------------------------------------------------------------------
-# Short texts: candidates one word apart, and word edit similarity
+def _window_pairs(order: np.ndarray, bucket_start: np.ndarray, rows: int) -> list[np.ndarray]:
+    """Codes of each position paired with the _BUCKET_WINDOW before it in its bucket, and with
+    the bucket's first row."""
+    out = []
+    positions = np.arange(len(order))
+    for back in range(1, _BUCKET_WINDOW + 1):
+        ok = positions - back >= bucket_start
+        a, b = order[positions[ok]], order[positions[ok] - back]
+        out.append(np.maximum(a, b) * rows + np.minimum(a, b))
+    far = positions - _BUCKET_WINDOW > bucket_start  # the bucket's first row, out of the window
+    a, b = order[far], order[bucket_start[far]]
+    out.append(np.maximum(a, b) * rows + np.minimum(a, b))
+    return out
 
-_SUBSTITUTED = np.uint64(0x5BD1E9955BD1E995)  # stands for the changed word in substitution keys
+
+def _cross_window_pairs(
+    order: np.ndarray, bucket_start: np.ndarray, bucket_end: np.ndarray, left: int, rows: int
+) -> list[np.ndarray]:
+    """Codes of each eval row (>= left) paired with the _BUCKET_WINDOW nearest train rows
+    before it and after it in its bucket."""
+    is_train = order < left
+    train_at = np.flatnonzero(is_train)
+    eval_at = np.flatnonzero(~is_train)
+    if not len(train_at) or not len(eval_at):
+        return []
+    below = np.searchsorted(train_at, eval_at)  # train positions before each eval position
+    low, high = bucket_start[eval_at], bucket_end[eval_at]
+    j = order[eval_at] * rows
+    out = []
+    for step in range(_BUCKET_WINDOW):
+        for k in (below - 1 - step, below + step):
+            ok = (k >= 0) & (k < len(train_at))
+            at = train_at[np.clip(k, 0, len(train_at) - 1)]
+            ok &= (at >= low) & (at < high)
+            out.append(j[ok] + order[at[ok]])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Short texts: candidates by word overlap, and word edit similarity
 
 
 @dataclass
@@ -504,71 +593,60 @@ class _ShortWords:
     def select(self, rows: np.ndarray) -> _ShortWords:
         return _ShortWords(self.hashes, self.starts[rows], self.ends[rows], self.numbers[rows])
 
-    def similarity(self, i: int, j: int) -> float:
+    def similarity(self, i: int, j: int, at_least: float = 0.0) -> float:
         """1 - word edits / words of the longer text; 0 unless both rows are short and hold
-        the same numbers."""
+        the same numbers. 0 also when it cannot reach `at_least`: an edit per word the other
+        text lacks bounds it without the quadratic edit distance."""
         if self.numbers[i] != self.numbers[j]:
             return 0.0
         a = self.hashes[self.starts[i] : self.ends[i]].tolist()
         b = self.hashes[self.starts[j] : self.ends[j]].tolist()
         if not a or not b:
             return 0.0
-        return 1 - _edit_distance(a, b) / max(len(a), len(b))
+        longer = max(len(a), len(b))
+        if sum((Counter(a) & Counter(b)).values()) / longer < at_least:
+            return 0.0
+        return 1 - _edit_distance(a, b) / longer
 
-    def one_edit_pairs(self, threshold: float, left: int | None) -> np.ndarray:
-        """(pairs, 2) rows (i, j), i < j, whose words are one substitution, insertion or
-        deletion apart, or equal (two texts differing only in punctuation or case), among
-        rows long enough for one edit to keep `threshold`. Found by keys: each row's words
-        with one word masked, with one word deleted, and whole; rows sharing a key pair up."""
+    def both_short(self, pairs: np.ndarray) -> np.ndarray:
+        """Per pair, whether both rows are short (their edit similarity counts)."""
+        short = self.ends > self.starts
+        return short[pairs[:, 0]] & short[pairs[:, 1]]
+
+    def overlap_pairs(self, threshold: float, left: int | None) -> np.ndarray:
+        """(pairs, 2) short rows (i, j), i < j, that may be within `threshold` edit similarity:
+        every pair whose word multisets overlap in at least `threshold` of the longer row's
+        words, which edit similarity >= threshold needs. Found by prefix filtering: order all
+        words (each occurrence of a word in a row counts once) by how rare they are; two rows
+        overlapping that much share a word among the |row| - ceil(threshold x |row|) + 1 rarest
+        of each. So a few words changed anywhere in a 30-word row are found every time, for a
+        handful of keys a row."""
         lengths = self.ends - self.starts
-        if threshold >= 1:
+        total = int(lengths.sum())
+        if threshold >= 1 or not total:
             return np.zeros((0, 2), np.int64)
-        # One edit keeps 1 - 1/longer >= threshold from this many words on (the other text may
-        # be one word longer): 6 at 0.85.
-        shortest = max(1, math.ceil(1 / (1 - threshold) - 1e-9) - 1)
-        rows = np.flatnonzero(lengths >= shortest)
-        keys, owners = _edit_keys(self.hashes, self.starts[rows], lengths[rows])
-        pairs = _key_pairs(keys, rows[owners], len(lengths), left)
+        owners = np.repeat(np.arange(len(lengths)), lengths)
+        # Rows may be a selection: gather each one's words from where they are kept.
+        offset = np.repeat(self.starts - (np.cumsum(lengths) - lengths), lengths)
+        words = self.hashes[np.arange(total) + offset]
+        # Each occurrence of a word in a row becomes its own token (multiset -> set).
+        order = np.lexsort((words, owners))
+        words, owners = words[order], owners[order]
+        new = np.ones(total, bool)
+        new[1:] = (words[1:] != words[:-1]) | (owners[1:] != owners[:-1])
+        run_start = np.maximum.accumulate(np.where(new, np.arange(total), 0))
+        occurrence = (np.arange(total) - run_start).astype(np.uint64)
+        tokens = _splitmix(words ^ _splitmix(occurrence))
+        _, inverse, counts = np.unique(tokens, return_inverse=True, return_counts=True)
+        # Rarest first within each row; ties broken by the token, so the order is global.
+        order = np.lexsort((tokens, counts[inverse], owners))
+        tokens, owners = tokens[order], owners[order]
+        rank = np.arange(total) - (np.cumsum(lengths) - lengths)[owners]
+        prefix = lengths - np.ceil(threshold * lengths - 1e-9).astype(np.int64) + 1
+        keep = rank < prefix[owners]
+        pairs = _key_pairs(tokens[keep], owners[keep], len(lengths), left)
         # Rows with other numbers are never similar (see `numbers`): drop them before verifying.
         return pairs[self.numbers[pairs[:, 0]] == self.numbers[pairs[:, 1]]]
-
-
-def _edit_keys(
-    hashes: np.ndarray, starts: np.ndarray, lengths: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each row (its words at hashes[starts[k]:starts[k] + lengths[k]]): one key per word
-    masked, one per word deleted, and one for the whole; and the row (index into `lengths`)
-    of each key. A deletion key of an m-word row equals the whole key of an (m - 1)-word row
-    with those words. Polynomial hashes mod 2^64, as in _ngram_hashes."""
-    total = int(lengths.sum())
-    owners = np.repeat(np.arange(len(lengths)), lengths)
-    row_start = np.repeat(starts, lengths)
-    position = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    words = hashes[row_start + position]
-    multipliers = _splitmix(np.arange(1, _EDIT_BELOW + 1)) | np.uint64(1)
-    here = words * multipliers[position]
-    shifted = words * multipliers[np.maximum(position - 1, 0)]
-    shifted[position == 0] = 0  # a row's first word has no place to move back to
-    zero = np.zeros(1, np.uint64)
-    before = np.concatenate((zero, np.cumsum(here, dtype=np.uint64)))  # prefix sums, per row
-    back = np.concatenate((zero, np.cumsum(shifted, dtype=np.uint64)))
-    first = np.cumsum(lengths) - lengths  # each row's first position in these arrays
-    end = first + lengths
-    whole = before[end] - before[first]
-    length_salt = _splitmix(np.arange(_EDIT_BELOW + 1) + (1 << 32))  # by words in the key
-    mask_salt = _splitmix(np.arange(_EDIT_BELOW + 1) + (2 << 32))
-    flat = np.arange(total)
-    row_end = np.repeat(end, lengths)
-    deleted = before[flat] - np.repeat(before[first], lengths) + back[row_end] - back[flat + 1]
-    masked = np.repeat(whole, lengths) + (_SUBSTITUTED - words) * multipliers[position]
-    keys = np.concatenate(
-        [
-            deleted + length_salt[np.repeat(lengths, lengths) - 1],
-            masked + mask_salt[np.repeat(lengths, lengths)],
-            whole + length_salt[lengths],
-        ]
-    )
-    return keys, np.concatenate([owners, owners, np.arange(len(lengths))])
 
 
 def _key_pairs(keys: np.ndarray, owners: np.ndarray, rows: int, left: int | None) -> np.ndarray:

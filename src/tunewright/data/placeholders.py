@@ -27,6 +27,8 @@ PATTERNS = (
     re.compile(r"\bTODO\b"),
     re.compile(r"\blorem ipsum\b", re.IGNORECASE),
 )
+# Every pattern needs one of these; most answers hold none, and one search rules them out.
+_ANY = re.compile(r"[{<\[]|TODO|lorem", re.IGNORECASE)
 # ```fenced``` blocks (an unclosed fence runs to the end) and `inline` code spans.
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
 # At most this many distinct placeholders are named per record, so details stay one line.
@@ -35,6 +37,8 @@ _SHOWN = 3
 
 def find_placeholders(text: str) -> list[str]:
     """The distinct placeholders in `text` outside code, in order of first appearance."""
+    if not _ANY.search(text):
+        return []
     prose = _CODE.sub(" ", text)
     found = sorted(
         (match.start(), match.group()) for pattern in PATTERNS for match in pattern.finditer(prose)

@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from tunewright.config import Config
+from tunewright.config.data_source import DataSource
 from tunewright.data import checks, placeholders
+from tunewright.data import lengths as lengths_
 from tunewright.data.accounting import check_rows_add_up
 from tunewright.data.boilerplate import LEAK_WORDS, AnswerNgrams, boilerplate_report, group_cap
 from tunewright.data.dedup import DuplicateIndex
+from tunewright.data.lengths import Length
 from tunewright.data.load import (
     LoadStats,
     RawRow,
@@ -30,6 +33,7 @@ from tunewright.data.load import (
 )
 from tunewright.data.normalize import RowError, apply_columns, detect_shape, normalize_row
 from tunewright.data.records import Record, answer_text, location, sides
+from tunewright.data.speakers import apply_message_keys
 from tunewright.data.split import join_groups, split_records
 from tunewright.errors import TunewrightError
 from tunewright.files import atomic_write_json, write_jsonl
@@ -74,6 +78,9 @@ class Analysis:
     rejected: list[dict[str, Any]]
     report: dict[str, Any]
     inputs: list[Path]
+    # Every warning (near-duplicates, placeholders, too short ...) and every leak, one row each:
+    # validation.json shows counts and the first few, findings.jsonl all of them.
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed_gates(self) -> list[dict[str, Any]]:
@@ -90,6 +97,7 @@ def prepare_data(config: Config, tokenizer: Any | None = None) -> Analysis:
     analysis = analyze(config, tokenizer)
     with stage_run(config, STAGE, inputs=analysis.inputs) as run:
         write_jsonl(run.output("rejected.jsonl"), analysis.rejected)
+        write_jsonl(run.output("findings.jsonl"), analysis.warnings)
         atomic_write_json(run.output("validation.json"), analysis.report)
         if analysis.failed_gates:
             for stale in ("train.jsonl", "eval.jsonl"):
@@ -175,7 +183,10 @@ def analyze(config: Config, tokenizer: Any | None = None) -> Analysis:
         # Rows sharing a rarer answer run stay on one side too, so the split makes no leaks.
         groups, grouping = ngrams.groups(duplicate_groups, group_cap(len(kept_train)))
         train_idx, eval_idx = split_records(kept_train, data.eval_fraction, config.seed, groups)
-        train_idx, eval_idx, moved = _leaks_to_train(kept_train, train_idx, eval_idx, find_leaks)
+        leaking = functools.partial(
+            _split_leaks, kept_train, find_leaks, duplicates, ngrams, data.near_duplicate_threshold
+        )
+        train_idx, eval_idx, moved = _leaks_to_train(train_idx, eval_idx, leaking)
         if grouping is not None:
             grouping["leaks_moved_to_train"] = moved
         train_records = [kept_train[i] for i in train_idx]
@@ -194,7 +205,18 @@ def analyze(config: Config, tokenizer: Any | None = None) -> Analysis:
         eval=len(eval_records),
         rejected=len(rejected),
     )
-    return Analysis(train_records, eval_records, rejected, report, train.inputs + held_out.inputs)
+    warnings = [_warning(f) for f in findings if f.check not in checks.REJECTING]
+    warnings += [_warning(f) for f in leaks]
+    return Analysis(
+        train_records, eval_records, rejected, report, train.inputs + held_out.inputs, warnings
+    )
+
+
+def _warning(finding: checks.Finding) -> dict[str, Any]:
+    entry = {"source": finding.location, "check": finding.check, "reason": finding.detail}
+    if finding.other:
+        entry["other"] = finding.other
+    return entry
 
 
 def _apply_checks(
@@ -224,48 +246,71 @@ def _apply_checks(
 
 
 def _leaks_to_train(
-    records: list[Record],
-    train_idx: list[int],
-    eval_idx: list[int],
-    find: Any,
+    train_idx: list[int], eval_idx: list[int], leaking: Any
 ) -> tuple[list[int], list[int], int]:
     """The automatic split must not create the leakage its gate then refuses. The grouping
     links near-duplicates approximately (a crowded LSH bucket of templated rows can miss a pair
     that the exact train x eval check then finds), so an eval row that still leaks from train
-    moves to train, until none does. Returns the indices and how many rows moved."""
+    moves to train, until none does. `leaking(train_idx, eval_idx)`: positions in eval_idx of
+    the rows that leak. Returns the indices and how many rows moved."""
     moved = 0
     while eval_idx:
-        leaking = {
-            f.index for f in find([records[i] for i in train_idx], [records[i] for i in eval_idx])
-        }
-        if not leaking:
+        found = leaking(train_idx, eval_idx)
+        if not found:
             break
-        train_idx = train_idx + [eval_idx[k] for k in sorted(leaking)]
-        eval_idx = [i for k, i in enumerate(eval_idx) if k not in leaking]
-        moved += len(leaking)
+        train_idx = train_idx + [eval_idx[k] for k in sorted(found)]
+        eval_idx = [i for k, i in enumerate(eval_idx) if k not in found]
+        moved += len(found)
     return train_idx, eval_idx, moved
+
+
+def _split_leaks(
+    records: list[Record],
+    find: Any,
+    duplicates: DuplicateIndex,
+    ngrams: AnswerNgrams,
+    threshold: float,
+    train_idx: list[int],
+    eval_idx: list[int],
+) -> set[int]:
+    """What find_leaks would find for this split, from the index and n-grams built already
+    when they can tell (checks.split_leaks), else from find_leaks itself."""
+    fast = checks.split_leaks(
+        records,
+        train_idx,
+        eval_idx,
+        duplicates=duplicates,
+        ngrams=ngrams,
+        near_duplicate_threshold=threshold,
+    )
+    if fast is not None:
+        return fast
+    found = find([records[i] for i in train_idx], [records[i] for i in eval_idx])
+    return {f.index for f in found}
 
 
 def _apply_length_check(
     config: Config, tokenizer: Any, records: list[Record], rejected: list[dict[str, Any]]
-) -> tuple[list[Record], list[int]]:
+) -> tuple[list[Record], list[Length]]:
     """(records kept, the token length of each). A pair over `max_seq_len` is rejected, naming
     the side: truncation would cut its two answers differently, or cut off what tells them apart.
     Other examples are kept and counted (training truncates them)."""
     limit = config.data.max_seq_len
+    measured = lengths_.measure(tokenizer, records, limit, config.seed)
     kept, lengths = [], []
-    for record, side_lengths in zip(records, _token_lengths(tokenizer, records), strict=True):
+    for index, record in enumerate(records):
         over = [
             f"{name} side {n} tokens"
-            for (name, _), n in zip(sides(record), side_lengths, strict=True)
-            if n > limit and name
+            for (name, _), n in zip(sides(record), measured.lengths[index], strict=True)
+            if n is not None and n > limit and name
         ]
         if over:
             reason = f"pair over data.max_seq_len {limit}: {' and '.join(over)}"
             rejected.append(_rejection(record["source"], "pair_too_long", reason, record))
             continue
         kept.append(record)
-        lengths.append(max(side_lengths))
+        in_sample = measured.sampled is None or measured.sampled[index]
+        lengths.append(Length(measured.longest(index), in_sample))
     return kept, lengths
 
 
@@ -273,20 +318,23 @@ def _apply_length_check(
 # Loading one side
 
 
-def load_side(config: Config, items: list[str], side: str) -> Loaded:
+def load_side(config: Config, items: list[str | DataSource], side: str) -> Loaded:
     """Read and normalise every row of the listed files, folders or hub datasets."""
     loaded = Loaded()
     stats = LoadStats()
     for item in items:
-        path = config.resolve(item)
-        if not path.exists() and looks_like_hub_id(item):
-            sources: list[tuple[str, Any]] = [(hub_source(item), load_hub_dataset(item))]
+        entry = item if isinstance(item, DataSource) else DataSource(path=item)
+        path = config.resolve(entry.path)
+        if not path.exists() and looks_like_hub_id(entry.path):
+            sources: list[tuple[str, Any]] = [
+                (hub_source(entry.path), load_hub_dataset(entry.path))
+            ]
         else:
             files = expand_inputs([path])
             loaded.inputs.extend(files)
             sources = [(str(f), iter_rows(f, stats)) for f in files]
         for name, rows in sources:
-            count, fmt = _normalise_rows(config, rows, loaded)
+            count, fmt = _normalise_rows(config, rows, loaded, entry)
             loaded.files.append(
                 {
                     "file": name,
@@ -299,14 +347,19 @@ def load_side(config: Config, items: list[str], side: str) -> Loaded:
     return loaded
 
 
-def _normalise_rows(config: Config, rows: Any, loaded: Loaded) -> tuple[int, str | None]:
-    """Normalise one source's rows into `loaded`; returns (row count, shape used).
+def _normalise_rows(
+    config: Config, rows: Any, loaded: Loaded, entry: DataSource
+) -> tuple[int, str | None]:
+    """Normalise one source's rows into `loaded`; returns (row count, shape used). The entry's
+    own format, column map and message keys win over the data section's.
 
     A source holds one shape, its first recognised row's: a later row recognisably in another
     is rejected as `mixed_shapes` rather than read as something it is not (a chat file's row
     with a `label` is feedback, and chat training would learn its undesirable answer)."""
     data = config.data
-    declared = None if data.format == "auto" else data.format
+    fmt_setting = data.format if entry.format == "auto" else entry.format
+    declared = None if fmt_setting == "auto" else fmt_setting
+    columns = data.columns if entry.columns is None else entry.columns
     first: tuple[str, int] | None = None  # the source's shape and the line that set it
     count = 0
     for row in rows:
@@ -314,7 +367,13 @@ def _normalise_rows(config: Config, rows: Any, loaded: Loaded) -> tuple[int, str
         if row.error is not None:
             loaded.rejected.append(_rejection(_source(row), "unreadable", row.error, raw=row.raw))
             continue
-        fields = apply_columns(row.data or {}, data.columns)
+        fields = apply_columns(row.data or {}, columns)
+        if entry.messages is not None:
+            try:
+                fields = apply_message_keys(fields, entry.messages)
+            except RowError as exc:
+                loaded.rejected.append(_rejection(_source(row), "bad_row", str(exc), fields))
+                continue
         shape = detect_shape(fields, declared)
         if first is not None and shape not in (None, first[0]):
             reason = _mixed_reason(row, shape, fields, first)
@@ -370,33 +429,9 @@ def _rejection(
 
 
 def _tokenizer_for(config: Config) -> Any:
-    from tunewright.models import load_tokenizer, resolve_model
+    from tunewright.models import load_base_tokenizer
 
-    return load_tokenizer(resolve_model(config.model.name))
-
-
-def _token_lengths(tokenizer: Any, records: list[Record]) -> list[list[int]]:
-    """Length of each side of each example (records.sides: both answers of a pair) as the
-    model will see it: through the chat template when the tokenizer has one, else prompt and
-    answer as plain text (encoders)."""
-    if not records:
-        return []
-    named = [sides(r) for r in records]
-    conversations = [conv for record_sides in named for _, conv in record_sides]
-    if getattr(tokenizer, "chat_template", None):
-        from tunewright.chat import token_lengths
-
-        tools = [
-            record.get("tools")
-            for record, record_sides in zip(records, named, strict=True)
-            for _ in record_sides
-        ]
-        flat = token_lengths(tokenizer, conversations, tools=tools)
-    else:
-        texts = ["\n".join(m["content"] for m in conv) for conv in conversations]
-        flat = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
-    lengths = iter(flat)
-    return [[next(lengths) for _ in record_sides] for record_sides in named]
+    return load_base_tokenizer(config)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +444,7 @@ def build_report(
     held_out: Loaded,
     findings: list[checks.Finding],
     leaks: list[checks.Finding],
-    lengths: list[int],
+    lengths: list[Length],
     train_records: list[Record],
     eval_records: list[Record],
     rejected: list[dict[str, Any]],
@@ -482,16 +517,26 @@ def _examples(findings: list[checks.Finding], total: int) -> dict[str, Any]:
     }
 
 
-def _token_stats(lengths: list[int], records: list[Record], max_len: int) -> dict[str, Any]:
-    over = [(n, r) for n, r in zip(lengths, records, strict=True) if n > max_len]
+def _token_stats(lengths: list[Length], records: list[Record], max_len: int) -> dict[str, Any]:
+    """Over-long counts are exact (every row that could be over was tokenized); mean and
+    percentiles come from the random sample when not every row was (lengths.py)."""
+    over = [
+        (n.tokens, r)
+        for n, r in zip(lengths, records, strict=True)
+        if n.tokens is not None and n.tokens > max_len
+    ]
     cut = [n - max_len for n, _ in over]
+    stats = [n.tokens for n in lengths if n.in_sample and n.tokens is not None]
+    measured = [n.tokens for n in lengths if n.tokens is not None]
     return {
         "max_seq_len": max_len,
         "count": len(lengths),
-        "mean": round(statistics.fmean(lengths), 1) if lengths else 0,
-        "p50": _percentile(lengths, 50),
-        "p95": _percentile(lengths, 95),
-        "max": max(lengths, default=0),
+        "tokenized": len(measured),
+        "statistics_from": len(stats),
+        "mean": round(statistics.fmean(stats), 1) if stats else 0,
+        "p50": _percentile(stats, 50),
+        "p95": _percentile(stats, 95),
+        "max": max(measured, default=0),
         "truncated": len(over),
         "truncated_share": _share(len(over), len(lengths)),
         "tokens_cut_total": sum(cut),

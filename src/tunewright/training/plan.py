@@ -35,15 +35,13 @@ def plan_training(
 ) -> PlanResult:
     """Estimate memory per device and, after a short measured warm-up, the training time."""
     from tunewright.data.prepare import ensure_prepared
-    from tunewright.models import load_tokenizer, resolve_model
+    from tunewright.models import load_base_tokenizer, resolve_model
     from tunewright.training.defaults import resolve_hyper
 
     console = console or Console(stderr=True)
     data_dir = ensure_prepared(config, console)
     folder = resolve_model(config.model.name)
-    tokenizer = load_tokenizer(folder)
-    if config.model.chat_template:
-        tokenizer.chat_template = config.resolve(config.model.chat_template).read_text()
+    tokenizer, _ = load_base_tokenizer(config)
     shapes = meta_shapes(config, folder)
     hyper = resolve_hyper(config.train, shapes.total_params, 0, processes=processes)
     tokens = token_counts(config, tokenizer, data_dir, hyper)

@@ -80,7 +80,7 @@ def build_job(
     the method cannot run here or the loss mask is wrong."""
     console = console or Console(stderr=True)
     context = context or DistContext()
-    from tunewright.models import load_tokenizer, resolve_model
+    from tunewright.models import load_base_tokenizer, resolve_model
     from tunewright.training.levers import check_levers_available
     from tunewright.training.model_setup import check_method_available
 
@@ -91,9 +91,9 @@ def build_job(
 
     set_seed(config.seed)  # adapter initialisation is random too
     folder = resolve_model(config.model.name)
-    tokenizer = load_tokenizer(folder)
-    if config.model.chat_template:
-        tokenizer.chat_template = config.resolve(config.model.chat_template).read_text()
+    tokenizer, template = load_base_tokenizer(config)
+    if template.note:
+        console.print(f"[yellow]note:[/yellow] model.chat_template: {template.note}")
     if config.train.objective != "sft":
         from tunewright.training.preference import ObjectiveDataError, build_preference_job
 
@@ -116,6 +116,7 @@ def build_job(
 
         job = build_causal_job(config, folder, tokenizer, train_records, eval_records, context)
     job.inputs = data_files
+    job.extra["chat_template"] = template.as_dict()  # which template, so the manifest says
     return job
 
 

@@ -75,6 +75,21 @@ def test_one_word_inserted_or_deleted_in_a_short_text_is_a_near_copy(length):
     ]
 
 
+@pytest.mark.parametrize("changed", [2, 3, 4])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_few_words_changed_in_a_short_text_are_found_whatever_the_seed(changed, seed):
+    """Edit similarity 1 - k/30 is over 0.85 for k <= 4, while the shingle Jaccard is far
+    below it: such pairs must be candidates every time, not by the luck of MinHash."""
+    original = words(30, seed + 100)
+    edited_words = list(original)
+    for k in range(changed):
+        edited_words[3 + 7 * k] = f"zeppelin{k}"
+    others = [text(30, seed * 50 + n) for n in range(40)]
+    texts = [" ".join(original), *others, " ".join(edited_words)]
+    found = DuplicateIndex(texts, seed).links(0.85).near
+    assert (0, len(texts) - 1, pytest.approx(1 - changed / 30)) in found
+
+
 def test_short_texts_one_number_apart_are_different_examples():
     texts = [f"What is {n} plus {n + 1}, and why is that so?" for n in range(30)]
     assert links(texts).near == []
