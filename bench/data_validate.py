@@ -1,30 +1,37 @@
-"""Time `check_records` on a synthetic alpaca-like dataset and print rows/s and peak memory.
+"""Run `tunewright data prepare` end to end on generated alpaca rows with planted problems, and
+print rows/s, peak memory and the recall of the planted duplicates.
 
-    python bench/data_validate.py [--rows 100000] [--seed 0]
+    python bench/data_validate.py [--rows 1000000] [--seed 0] [--keep DIR]
 
-The dataset is built in memory: varied instructions and answers over a 20,000-word Zipf-like
-vocabulary, with 0.5% planted exact duplicates and 0.5% planted near-duplicates (a copy whose
-answer has its last word changed). Near-duplicate precision and recall are against those planted
-copies; two small side sets measure sensitivity (one word changed mid-text in 40-word texts) and
-false alarms between template siblings. The figures printed are one `key: value` per line.
+The rows are written as JSON lines to a temporary project (varied instructions and answers over
+a 20,000-word Zipf-like vocabulary, 30-60 words each). Planted among them, at known lines:
+0.5% exact duplicates, 0.5% near-duplicates (one word of the answer changed, mid-text or at the
+end), 0.1% empty answers and 0.05% lines that are not JSON. The command runs in a child process,
+so its peak RSS (`ru_maxrss` of the child) covers everything `data prepare` holds, import
+included; the time is the child's wall time. Recall is read back from what the run wrote:
+`rejected.jsonl` for exact duplicates, empty answers and broken lines, `findings.jsonl` for the
+near-duplicate warnings. Two small side sets then measure the near-duplicate check's
+sensitivity (one word changed mid-text in 40-word texts) and false alarms between template
+siblings. One `key: value` per line.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
-from collections import Counter
+from pathlib import Path
 
 import numpy as np
+import yaml
 
-from tunewright.data.checks import (
-    check_records,
-    duplicate_index,
-    find_leaks,
-    near_duplicate_groups,
-)
-from tunewright.data.records import Record, make_record
+from tunewright.data.checks import check_records
+from tunewright.data.records import make_record
 
 VERBS = ["Explain", "Describe", "Summarize", "List", "Compare", "Write", "Give", "Suggest"]
 SYLLABLES = ["ka", "lo", "mi", "ra", "te", "su", "no", "vi", "de", "pa", "zu", "qe", "ho", "bi"]
@@ -39,32 +46,59 @@ def make_vocabulary(rng: np.random.Generator, size: int = 20_000) -> list[str]:
     return list(words)
 
 
-def make_dataset(rows: int, seed: int) -> tuple[list[Record], int, int]:
-    """`rows` records plus how many exact and near duplicates were planted among them."""
+def write_rows(path: Path, rows: int, seed: int) -> dict[str, set[int]]:
+    """Write `rows` lines to `path`; returns the planted lines by kind (1-based line numbers)."""
     rng = np.random.default_rng(seed)
-    vocabulary = make_vocabulary(rng)
-    # Zipf-like word frequencies (p ~ 1/rank), as in natural text.
-    weights = 1.0 / np.arange(1, len(vocabulary) + 1)
-    draws = rng.choice(len(vocabulary), size=rows * 60, p=weights / weights.sum())
-    cursor = 0
-    records: list[Record] = []
-    planted = rows // 200  # 0.5% exact + 0.5% near
-    for line in range(1, rows - 2 * planted + 1):
-        prompt_len, answer_len = int(rng.integers(6, 16)), int(rng.integers(15, 45))
-        words = [vocabulary[i] for i in draws[cursor : cursor + prompt_len + answer_len]]
-        cursor += prompt_len + answer_len
-        instruction = f"{VERBS[line % len(VERBS)]} {' '.join(words[:prompt_len])}."
-        answer = " ".join(words[prompt_len:]).capitalize() + "."
-        messages = [{"role": "user", "content": instruction}]
-        messages.append({"role": "assistant", "content": answer})
-        records.append(make_record(messages, "instruction", "bench.jsonl", line))
-    for n in range(2 * planted):
-        source = records[int(rng.integers(0, len(records)))]
-        messages = [dict(m) for m in source["messages"]]
-        if n % 2:  # near-duplicate: the answer's last word changed
-            messages[-1]["content"] = messages[-1]["content"].rsplit(" ", 1)[0] + f" edit{n}."
-        records.append(make_record(messages, "instruction", "bench.jsonl", len(records) + 1))
-    return records, planted, planted
+    vocabulary = np.array(make_vocabulary(rng), dtype=object)
+    weights = 1.0 / np.arange(1, len(vocabulary) + 1)  # p ~ 1/rank, as in natural text
+    weights /= weights.sum()
+    planted: dict[str, set[int]] = {"exact": set(), "near": set(), "empty": set(), "broken": set()}
+    share = {"exact": 0.005, "near": 0.005, "empty": 0.001, "broken": 0.0005}
+    kinds = rng.random(rows)
+    bounds = np.cumsum(list(share.values()))
+    originals: list[dict[str, str]] = []  # a sample of earlier rows to copy from
+    chunk = 50_000
+    with path.open("w", encoding="utf-8") as out:
+        for start in range(0, rows, chunk):
+            size = min(chunk, rows - start)
+            lengths = rng.integers(8, 20, size), rng.integers(22, 42, size)
+            draws = rng.choice(len(vocabulary), int(sum(lengths[0]) + sum(lengths[1])), p=weights)
+            words = vocabulary[draws]
+            cursor = 0
+            lines = []
+            for k in range(size):
+                line = start + k + 1
+                prompt_len, answer_len = int(lengths[0][k]), int(lengths[1][k])
+                prompt = words[cursor : cursor + prompt_len]
+                answer = words[cursor + prompt_len : cursor + prompt_len + answer_len]
+                cursor += prompt_len + answer_len
+                row = {
+                    "instruction": f"{VERBS[line % len(VERBS)]} {' '.join(prompt)}.",
+                    "input": "",
+                    "output": " ".join(answer).capitalize() + ".",
+                }
+                kind = int(np.searchsorted(bounds, kinds[start + k], side="right"))
+                if kind < len(bounds) and (kind >= 2 or originals):
+                    name = list(share)[kind]
+                    planted[name].add(line)
+                    if name == "exact":
+                        row = dict(originals[int(rng.integers(len(originals)))])
+                    elif name == "near":
+                        row = dict(originals[int(rng.integers(len(originals)))])
+                        answer_words = row["output"].split(" ")
+                        at = int(rng.integers(len(answer_words) // 2, len(answer_words)))
+                        answer_words[at] = f"changed{line}"
+                        row["output"] = " ".join(answer_words)
+                    elif name == "empty":
+                        row["output"] = ""
+                    else:
+                        lines.append('{"instruction": "cut off here\n')
+                        continue
+                elif len(originals) < 100_000 and rng.random() < 0.2:
+                    originals.append(row)
+                lines.append(json.dumps(row) + "\n")
+            out.write("".join(lines))
+    return planted
 
 
 def mid_text_edit_recall(seed: int, pairs: int = 1000) -> float:
@@ -93,58 +127,81 @@ def template_siblings_flagged(rows: int = 2000) -> int:
     return sum(f.check == "near_duplicate" for f in check_records(records))
 
 
+def read_locations(path: Path, checks: set[str]) -> dict[str, set[int]]:
+    """Line numbers per check from a JSON-lines file whose rows carry `check` and `source`."""
+    found: dict[str, set[int]] = {check: set() for check in checks}
+    if not path.exists():
+        return found
+    with path.open(encoding="utf-8") as rows:
+        for text in rows:
+            row = json.loads(text)
+            if row.get("check") in checks:
+                found[row["check"]].add(int(row["source"].rsplit(":", 1)[1]))
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, help="build the project here and keep it")
     args = parser.parse_args()
 
-    records, exact, near = make_dataset(args.rows, args.seed)
-    # ru_maxrss is in KiB on Linux: the process peak, so measure it before and after.
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="tw-data-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "train.jsonl"
     start = time.perf_counter()
-    findings = check_records(records)
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    counts = Counter(f.check for f in findings)
+    planted = write_rows(data, args.rows, args.seed)
+    print(f"generate_seconds: {time.perf_counter() - start:.1f}")
+    config = {
+        "name": "data-bench",
+        "model": {"name": "smollm2-135m-instruct"},
+        "data": {"train": "train.jsonl", "format": "alpaca", "max_invalid_fraction": 0.05},
+        "train": {"report_to": []},
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
 
-    print(f"rows: {len(records)}")
-    print(f"seconds: {seconds:.2f}")
-    print(f"rows_per_s: {len(records) / seconds:.0f}")
-    print(f"rss_before_check_mb: {rss_before:.0f}")
+    command = [sys.executable, "-m", "tunewright", "data", "prepare", str(folder / "config.yaml")]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
+        raise SystemExit(f"data prepare failed with exit code {done.returncode}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+
+    run_data = next((folder / "runs").glob("*/data"))
+    rejected = read_locations(run_data / "rejected.jsonl", {"exact_duplicate", "empty_output"})
+    unreadable = read_locations(run_data / "rejected.jsonl", {"unreadable"})["unreadable"]
+    near = read_locations(run_data / "findings.jsonl", {"near_duplicate"})["near_duplicate"]
+    report = json.loads((run_data / "validation.json").read_text(encoding="utf-8"))
+
+    print(f"rows: {args.rows}")
+    print(f"input_mb: {data.stat().st_size / 2**20:.0f}")
+    print(f"seconds: {seconds:.1f}")
+    print(f"rows_per_s: {args.rows / seconds:.0f}")
     print(f"peak_rss_mb: {peak:.0f}")
-    print(f"planted_exact_duplicates: {exact}")
-    print(f"found_exact_duplicates: {counts['exact_duplicate']}")
-    print(f"planted_near_duplicates: {near}")
-    print(f"found_near_duplicates: {counts['near_duplicate']}")
-    # Planted near copies are the last rows, every other one from len(records) - 2 * near + 1.
-    planted = set(range(len(records) - 2 * near + 1, len(records), 2))
-    flagged = {f.index for f in findings if f.check == "near_duplicate"}
-    print(f"near_duplicate_precision: {len(flagged & planted) / max(len(flagged), 1):.3f}")
-    print(f"near_duplicate_recall: {len(flagged & planted) / max(len(planted), 1):.3f}")
-    for check in sorted(counts.keys() - {"exact_duplicate", "near_duplicate"}):
-        print(f"found_{check}: {counts[check]}")
+    print(f"counts: {report['rows']}")
+    for name, found in (
+        ("exact_duplicates", rejected["exact_duplicate"]),
+        ("near_duplicates", near),
+        ("empty_outputs", rejected["empty_output"]),
+        ("broken_lines", unreadable),
+    ):
+        kind = name.split("_")[0] if name != "broken_lines" else "broken"
+        want = planted[kind]
+        print(f"planted_{name}: {len(want)}")
+        print(f"recall_{name}: {len(want & found) / max(len(want), 1):.4f}")
+    # Near-duplicate warnings beyond the planted copies: pairs the generator made by chance
+    # (short Zipf texts) or false alarms; printed so a jump is visible.
+    print(f"near_duplicate_warnings_not_planted: {len(near - planted['near'])}")
+    # Sensitivity and false alarms of the near-duplicate check on two small side sets.
     print(f"mid_text_edit_recall_40_words: {mid_text_edit_recall(args.seed):.3f}")
     print(f"template_siblings_flagged: {template_siblings_flagged()} of 2000")
+    if args.keep is None:
+        import shutil
 
-    # The other two passes `data prepare` makes: grouping for the split, and a 90/10 leak check.
-    start = time.perf_counter()
-    near_duplicate_groups(records)
-    print(f"near_duplicate_groups_seconds: {time.perf_counter() - start:.2f}")
-    # As `data prepare` runs them: one index for checks and for grouping the kept rows.
-    start = time.perf_counter()
-    duplicates = duplicate_index(records)
-    found = check_records(records, duplicates=duplicates)
-    rejected = {f.index for f in found if f.check == "exact_duplicate"}
-    kept = [r for i, r in enumerate(records) if i not in rejected]
-    near_duplicate_groups(kept, duplicates=duplicates)
-    print(f"checks_and_groups_sharing_index_seconds: {time.perf_counter() - start:.2f}")
-    cut = len(records) * 9 // 10
-    start = time.perf_counter()
-    leaks = find_leaks(records[:cut], records[cut:])  # planted copies sit at the end: most leak
-    print(f"find_leaks_seconds: {time.perf_counter() - start:.2f}")
-    print(f"leaks_found: {len(leaks)}")
-    print(f"peak_rss_mb_all: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

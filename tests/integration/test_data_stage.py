@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -315,3 +316,45 @@ def test_leaks_the_split_still_makes_move_to_train():
     train, eval, moved = _leaks_to_train([0, 1, 2], [7, 8, 9], leaking)
     assert (train, eval, moved) == ([0, 1, 2, 7, 8], [9], 2)
     assert len(calls) == 3  # until nothing leaks
+
+
+def test_mixing_replay_data_by_weight_end_to_end(tmp_path, tiny_model_dir, run_cli):
+    """A narrow task mixed with general replay rows at 25%: the report shows each source's
+    share before and after, train.jsonl holds the mix, and every input row is accounted for."""
+    import yaml
+
+    write_jsonl(tmp_path / "task.jsonl", [good(i) for i in range(60)])
+    replay = [
+        chat(f"General question {i}: {long_text(i, 20)}", f"General answer {i}. {long_text(i, 25)}")
+        for i in range(300)
+    ]
+    write_jsonl(tmp_path / "replay.jsonl", replay)
+    config = {
+        "name": "mix",
+        "model": {"name": str(tiny_model_dir)},
+        "data": {
+            "train": ["task.jsonl", {"path": "replay.jsonl", "weight": 0.25}],
+            "eval_fraction": 0.1,
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    code, out, err = run_cli("data", "prepare", str(path))
+    assert code == 0, err
+    data_dir = tmp_path / "runs" / "mix" / "data"
+    report = json.loads((data_dir / "validation.json").read_text())
+    task_entry, replay_entry = report["mix"]
+    rows = report["rows"]
+    task_train = task_entry["rows_after"]
+    assert task_train == task_entry["rows_before"] and task_entry["left_out"] == 0
+    # Replay is a quarter of the mixed train rows; the task fills the rest, each row once.
+    assert replay_entry["rows_after"] == round(task_train / 0.75 * 0.25)
+    assert replay_entry["share_after"] == pytest.approx(0.25, abs=0.01)
+    assert replay_entry["share_before"] > 0.7
+    train_rows = [json.loads(x) for x in (data_dir / "train.jsonl").read_text().splitlines()]
+    files = Counter(Path(r["source"]["file"]).name for r in train_rows)
+    assert files == {"task.jsonl": task_train, "replay.jsonl": replay_entry["rows_after"]}
+    assert rows["train"] == len(train_rows) and rows["repeats"] == 0
+    assert rows["train"] + rows["eval"] + rows["rejected"] + rows["left_out"] == 360
+    assert replay_entry["eval_rows"] >= 1  # eval keeps its natural share
+    assert "mix (training rows" in out and "replay.jsonl" in out

@@ -50,11 +50,26 @@ class DataSource(Section):
         description="This file's message keys and speaker names, for sharegpt-style "
         "conversations (and the chosen/rejected messages of preference pairs).",
     )
+    weight: float | None = Field(
+        None,
+        gt=0,
+        description="data.train only: this entry's share of the training rows, applied after "
+        "the checks and the split (up-sampled rows repeat; down-sampled ones are left out and "
+        "counted). With every entry weighted, weights are relative; else they are fractions "
+        "(summing below 1) and unweighted entries fill the rest, each row once.",
+    )
+    max_rows: int | None = Field(
+        None,
+        gt=0,
+        description="data.train only: use at most this many of the entry's checked training "
+        "rows (a seeded random choice; the rest are left out and counted).",
+    )
 
 
 def _entry_kind(value: Any) -> str:
-    # Tells the union which member to try, so an entry's error is that member's alone.
-    return "entry" if isinstance(value, dict) else "path"
+    # Tells the union which member to try, so an entry's error is that member's alone; it also
+    # picks the serializer, so a validated entry (a DataSource) must say "entry" too.
+    return "entry" if isinstance(value, (dict, DataSource)) else "path"
 
 
 SourceEntry = Annotated[

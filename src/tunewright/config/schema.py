@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from tunewright.config.data_source import DataFormat, SourceList
+from tunewright.config.data_source import DataFormat, DataSource, SourceList
 from tunewright.config.fields import Auto, PositiveFloat, PositiveInt, Section
 from tunewright.config.grpo_section import Grader, GrpoSection
 from tunewright.config.openai_section import OpenAISection
@@ -114,6 +114,23 @@ class DataSection(Section):
         "desirable or not), learning the desirable answers only; without it, training refuses "
         "such data.",
     )
+
+    @model_validator(mode="after")
+    def _mixing_is_for_train(self) -> DataSection:
+        for index, item in enumerate(self.eval):
+            if isinstance(item, DataSource) and (item.weight or item.max_rows):
+                raise ValueError(
+                    f"data.eval[{index}]: weight and max_rows mix training data; eval is "
+                    "measured as it is (use them on data.train entries)"
+                )
+        weights = [i.weight for i in self.train if isinstance(i, DataSource) and i.weight]
+        if weights and len(weights) < len(self.train) and sum(weights) >= 1:
+            raise ValueError(
+                f"data.train: the weighted entries sum to {sum(weights):g}, leaving nothing "
+                "for the unweighted ones; with some entries unweighted, weights are "
+                "fractions of the training rows and must sum below 1"
+            )
+        return self
 
 
 class LoraSection(Section):

@@ -12,14 +12,18 @@ class RowsLostError(RuntimeError):
     """Internal error: the rows written or rejected do not add up to the rows read."""
 
 
-def check_rows_add_up(*, read: int, train: int, eval: int, rejected: int) -> None:
-    """Raise RowsLostError unless train + eval + rejected == read (all counts of rows)."""
-    placed = train + eval + rejected
+def check_rows_add_up(
+    *, read: int, train: int, eval: int, rejected: int, left_out: int = 0
+) -> None:
+    """Raise RowsLostError unless train + eval + rejected + left_out == read (all counts of
+    distinct input rows; left_out: checked rows that mixing did not use)."""
+    placed = train + eval + rejected + left_out
     if placed == read:
         return
     what = "lost" if placed < read else "counted twice"
     raise RowsLostError(
         f"internal error in the data stage: {abs(read - placed)} rows {what}: read {read} "
-        f"input rows, but train {train} + eval {eval} + rejected {rejected} = {placed}. "
+        f"input rows, but train {train} + eval {eval} + rejected {rejected} + left out by "
+        f"mixing {left_out} = {placed}. "
         "Nothing was written. This is a bug in tunewright; please report it with this message."
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tunewright.data.dedup import _ngram_hashes, _Tokens
+from tunewright.data.dedup import _TOKEN, _distinct, _ngram_hashes, _Tokens
 from tunewright.data.records import Record, location
 
 LEAK_WORDS = 13  # a run of this many answer words shared with train is a leak
@@ -36,6 +36,7 @@ _GROUP_MIN_ROWS = 20
 _PHRASE_WORDS = 12  # words of a boilerplate phrase shown in the report
 _PHRASES_SHOWN = 10
 _ROWS_SHOWN = 3
+_ANSWERS_PER_PASS = 65_536  # answers tokenized together (bounds the token arrays)
 
 
 def boilerplate_rows(answers: int) -> int:
@@ -74,31 +75,39 @@ class AnswerNgrams:
 
     @classmethod
     def of(cls, answers: list[str], n: int) -> AnswerNgrams:
-        tokens = _Tokens.of(answers)
-        every = _ngram_hashes(tokens.hashes(), tokens.lengths, n)  # hashes, owners, starts
+        hashes, owners, starts, answer_starts = _answer_ngrams(answers, n)
         min_rows = boilerplate_rows(len(answers))
-        # One entry per (n-gram, answer): the first occurrence in each answer. Runs come in
-        # position order, so a stable sort by hash keeps each n-gram's entries in that order.
-        order = np.argsort(every[0], kind="stable")
-        hashes, owners, starts = every[0][order], every[1][order], every[2][order]
+        # Runs come in position order, so a stable sort by hash keeps each n-gram's entries in
+        # that order. Each array is replaced as it is sorted: a million answers make ~3 x 10^7
+        # runs, and every copy of one array costs ~240 MB.
+        order = np.argsort(hashes, kind="stable")
+        hashes = hashes[order]
+        owners = owners[order]
+        starts = starts[order]
+        del order
+        # One entry per (n-gram, answer): the first occurrence in each answer.
         first = np.ones(len(hashes), bool)
         first[1:] = (hashes[1:] != hashes[:-1]) | (owners[1:] != owners[:-1])
-        hashes, owners, starts = hashes[first], owners[first], starts[first]
-        new = np.ones(len(hashes), bool)
-        new[1:] = hashes[1:] != hashes[:-1]
+        entries = hashes[first], owners[first], starts[first]
+        new = np.ones(len(entries[0]), bool)
+        new[1:] = entries[0][1:] != entries[0][:-1]
         run_start = np.flatnonzero(new)
-        rows = np.diff(np.append(run_start, len(hashes)))  # distinct answers per n-gram
+        rows = np.diff(np.append(run_start, len(entries[0])))  # distinct answers per n-gram
         per_entry = np.repeat(rows, rows)
         common = per_entry >= min_rows
-        boilerplate = hashes[common & new]  # sorted, as the entries are
-        ignored = _touching(*every, boilerplate, n, len(tokens.ids))
+        boilerplate = entries[0][common & new]  # sorted, as the entries are
+        # Every occurrence counts for what touches boilerplate, repeats within an answer too.
+        ignored = _touching(hashes, starts, boilerplate, n, int(answer_starts[-1]))
+        del hashes, owners, starts, first
+        hashes, owners, starts = entries
         shared = (per_entry >= 2) & ~np.isin(hashes, ignored)
         # Link each answer to the previous one holding the same rarer n-gram (a chain is enough).
         chained = shared & ~new
         links = list(
             zip(owners[np.flatnonzero(chained) - 1].tolist(), owners[chained].tolist(), strict=True)
         )
-        phrases = _phrases(tokens, owners, starts, common & new, rows[rows >= min_rows], n)
+        firsts, counts = common & new, rows[rows >= min_rows]
+        phrases = _phrases(answers, answer_starts, owners, starts, firsts, counts, n)
         ngrams = cls(n, min_rows, len(boilerplate), ignored, phrases, sorted(set(links)))
         # Kept for split_leaks: the (n-gram, answer) entries that can make a leak, by n-gram.
         ngrams.shared_hashes, ngrams.shared_owners = hashes[shared], owners[shared]
@@ -116,7 +125,7 @@ class AnswerNgrams:
         run = np.cumsum(new) - 1
         starts = np.flatnonzero(new)
         with_train = np.maximum.reduceat((side == 1).astype(np.int8), starts).astype(bool)
-        return np.unique(self.shared_owners[(side == 0) & with_train[run]])
+        return _distinct(self.shared_owners[(side == 0) & with_train[run]])
 
     def groups(self, base: list[int], cap: int) -> tuple[list[int], dict[str, int]]:
         """`base` (a group id per answer that is one of its members) joined by the links, no
@@ -149,23 +158,41 @@ class AnswerNgrams:
         return groups, stats
 
 
+def _answer_ngrams(
+    answers: list[str], n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every run of `n` words of every answer: its hash, answer and start (the position among
+    the words of all answers back to back); and where each answer's words start, then the
+    total. Answers are tokenized a block at a time, so the token arrays of all of them never
+    exist at once."""
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
+        (np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32))
+    ]
+    lengths = [np.zeros(0, np.int64)]
+    words = 0
+    for at in range(0, len(answers), _ANSWERS_PER_PASS):
+        tokens = _Tokens.of(answers[at : at + _ANSWERS_PER_PASS])
+        hashes, owners, starts = _ngram_hashes(tokens.hashes(), tokens.lengths, n)
+        parts.append((hashes, owners + np.int32(at), starts + np.int32(words)))
+        lengths.append(tokens.lengths)
+        words += len(tokens.ids)
+    answer_starts = np.concatenate(([0], np.cumsum(np.concatenate(lengths))))
+    joined = [np.concatenate([part[k] for part in parts]) for k in range(3)]
+    return joined[0], joined[1], joined[2], answer_starts
+
+
 def _touching(
-    hashes: np.ndarray,
-    owners: np.ndarray,
-    starts: np.ndarray,
-    boilerplate: np.ndarray,
-    n: int,
-    length: int,
+    hashes: np.ndarray, starts: np.ndarray, boilerplate: np.ndarray, n: int, length: int
 ) -> np.ndarray:
-    """Sorted hashes of the runs with a word inside some boilerplate occurrence (`length`: the
-    word positions of all answers)."""
-    del owners  # runs never cross answers, so positions alone decide
+    """Sorted hashes of the runs with a word inside some boilerplate occurrence (`hashes` and
+    `starts`: every run, in any order; `length`: the word positions of all answers). Runs never
+    cross answers, so positions alone decide."""
     at = starts[np.isin(hashes, boilerplate)]
-    edges = np.zeros(length + 1, np.int64)
+    edges = np.zeros(length + 1, np.int32)
     np.add.at(edges, at, 1)
     np.add.at(edges, at + n, -1)
-    covered = np.concatenate(([0], np.cumsum(np.cumsum(edges)[:length] > 0)))
-    return np.unique(hashes[covered[starts + n] - covered[starts] > 0])
+    covered = np.concatenate(([0], np.cumsum(np.cumsum(edges)[:length] > 0, dtype=np.int32)))
+    return _distinct(hashes[covered[starts + n] - covered[starts] > 0])
 
 
 def _root(parent: list[int], i: int) -> int:
@@ -176,7 +203,8 @@ def _root(parent: list[int], i: int) -> int:
 
 
 def _phrases(
-    tokens: _Tokens,
+    answers: list[str],
+    answer_starts: np.ndarray,
     owners: np.ndarray,
     starts: np.ndarray,
     firsts: np.ndarray,
@@ -203,10 +231,17 @@ def _phrases(
     phrases = []
     for start, end, count, k in merged[:_PHRASES_SHOWN]:
         shown = min(end - start, _PHRASE_WORDS)
-        words = " ".join(tokens.vocab[t] for t in tokens.ids[start : start + shown])
+        owner = int(owners[k])  # a merged phrase lies in one answer: runs never cross them
+        local = start - int(answer_starts[owner])
+        text = " ".join(_words(answers[owner])[local : local + shown])
         suffix = " ..." if end - start > shown else ""
-        phrases.append(Phrase(words + suffix, count, sorted(set(examples[k]))))
+        phrases.append(Phrase(text + suffix, count, sorted(set(examples[k]))))
     return phrases
+
+
+def _words(answer: str) -> list[str]:
+    """An answer's words as _Tokens.of reads them."""
+    return _TOKEN.findall(answer.replace("\x00", " ").lower())
 
 
 def boilerplate_report(

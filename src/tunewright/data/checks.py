@@ -110,7 +110,7 @@ def check_records(
         if j not in earliest or i < earliest[j][0]:
             earliest[j] = (i, jaccard)
     for j, (i, jaccard) in earliest.items():
-        detail = f"near-duplicate, Jaccard {jaccard:.2f}"
+        detail = f"near-duplicate, similarity {jaccard:.2f}"
         findings.append(
             Finding("near_duplicate", j, location(records[j]), detail, location(records[i]))
         )
@@ -164,7 +164,7 @@ def find_leaks(
     for j, (i, jaccard) in copies.items():  # jaccard is None for an exact copy
         what = "prompt" if eval[j].get("task") in PROMPTED else "example"
         kind = "exact duplicate" if jaccard is None else "near-duplicate"
-        similarity = "" if jaccard is None else f", Jaccard {jaccard:.2f}"
+        similarity = "" if jaccard is None else f", similarity {jaccard:.2f}"
         found[j] = (i, f"{kind} of a train {what}{similarity}")
     answers = shared_ngrams(_answer_texts(train), _answer_texts(eval), ngram, boilerplate)
     for j, (i, words) in answers.items():

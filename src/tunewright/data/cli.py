@@ -239,6 +239,7 @@ def print_data_report(report: dict) -> None:
     if report["labels"].get("counts"):
         out.print(f"labels: {escape(str(report['labels']['counts']))}")  # labels are data
     _print_boilerplate(report.get("boilerplate"))
+    _print_mix(report.get("mix"))
     # Records per distinct placeholder, most common first; placeholders are data, escaped.
     found = report["checks"].get("placeholder", {}).get("placeholders", {})
     if found:
@@ -249,6 +250,26 @@ def print_data_report(report: dict) -> None:
     for gate in report["gates"]:
         mark = "[green]pass[/green]" if gate["passed"] else "[red]FAIL[/red]"
         out.print(f"gate {gate['name']}: {mark} ({gate['value']} vs {gate['threshold']})")
+
+
+def _print_mix(entries: list[dict] | None) -> None:
+    """Each data.train entry's training rows and share before and after weight / max_rows."""
+    if not entries:
+        return
+    table = Table(title="mix (training rows, after the checks and the split)")
+    for column in ("source", "weight", "max_rows", "before", "after", "repeats", "left out"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(
+            escape(e["source"]),
+            "-" if e["weight"] is None else f"{e['weight']:g}",
+            "-" if e["max_rows"] is None else str(e["max_rows"]),
+            f"{e['rows_before']} ({e['share_before']:.1%})",
+            f"{e['rows_after']} ({e['share_after']:.1%})",
+            str(e["repeats"]),
+            str(e["left_out"]),
+        )
+    out.print(table)
 
 
 def _print_boilerplate(entry: dict | None) -> None:

@@ -45,6 +45,7 @@ _CHUNK_VALUES = 1 << 22  # shingle x permutation values per MinHash block (32 Mi
 _EDIT_BELOW = 40
 _TOKEN = re.compile(r"\w+|\x00")  # words, and the separator placed between texts
 _TEXTS_PER_PASS = 4096
+_TEXTS_PER_SKETCH = 65_536  # texts shingled and MinHashed together (bounds the peak)
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,13 @@ class DuplicateIndex:
         self._rows = {self._digests[i]: row for row, i in enumerate(unique)}  # -> sketch row
         self._sketch = _Sketch.build([normalised[i] for i in unique], seed)
         del normalised
-        # (distinct non-empty texts, 64) uint64, in the order first seen.
+        # (distinct non-empty texts, 64) uint32, in the order first seen.
         self.signatures: np.ndarray = self._sketch.signatures
         # The objects the texts came from (records), held so that their ids stay theirs: a
         # sub-list of them is then found by identity, without normalising its texts again.
         self._owners = list(owners) if owners is not None else []
         self._positions = {id(owner): k for k, owner in enumerate(self._owners)}
+        self._links: dict[float, Links] = {}
 
     def positions(self, owners: Iterable[object]) -> list[int] | None:
         """The indexed position of each owner given, or None if one was not indexed."""
@@ -104,13 +106,12 @@ class DuplicateIndex:
         positions: Sequence[int] | None = None,
     ) -> Links:
         """Links among `texts` (by default the texts indexed), whose indices refer to `texts`;
-        or among the indexed texts at `positions`, whose indices refer to `positions`.
-
-        Every text must have been indexed; the answer is the same as from a new index of them."""
+        every text must have been indexed, and the answer is the same as from a new index of
+        them. Or, cheaper, among the indexed texts at `positions` (indices refer to
+        `positions`): the links among all indexed texts, computed once, restricted to them."""
         if positions is not None:
-            digests = [self._digests[k] for k in positions]
-        else:
-            digests = self._digests if texts is None else _digests(map(_normalise, texts))
+            return self._restricted(self._all_links(threshold), positions)
+        digests = self._digests if texts is None else _digests(map(_normalise, texts))
         firsts, unique = _first_copies(digests)
         rows = [self._rows.get(digests[i], -1) for i in unique]
         if -1 in rows:
@@ -119,6 +120,26 @@ class DuplicateIndex:
         pairs = _candidate_pairs(_band_keys(sketch.signatures, threshold), left=None)
         verified = sketch.verify(pairs, threshold)
         return Links(firsts, [(unique[a], unique[b], jaccard) for a, b, jaccard in verified])
+
+    def _all_links(self, threshold: float) -> Links:
+        """Links among every indexed text, computed once per threshold."""
+        if threshold not in self._links:
+            self._links[threshold] = self.links(threshold)
+        return self._links[threshold]
+
+    def _restricted(self, links: Links, positions: Sequence[int]) -> Links:
+        """`links` (over every indexed text) among the texts at `positions` only: the near
+        pairs of their texts, each text named by its first copy among them."""
+        digests = [self._digests[k] for k in positions]
+        firsts, unique = _first_copies(digests)
+        at = {digests[k]: k for k in unique}
+        near = []
+        for i, j, jaccard in links.near:
+            a, b = at.get(self._digests[i]), at.get(self._digests[j])
+            if a is not None and b is not None and a != b:
+                near.append((min(a, b), max(a, b), jaccard))
+        near.sort(key=lambda pair: (pair[1], pair[0]))
+        return Links(firsts, near)
 
     def cross(
         self, train: Sequence[int], eval: Sequence[int], threshold: float
@@ -196,7 +217,7 @@ def shared_ngrams(
     at = np.minimum(np.searchsorted(train_hashes, eval_hashes), max(len(train_hashes) - 1, 0))
     hits = np.flatnonzero(train_hashes[at] == eval_hashes) if len(train_hashes) else []
     # The first shared run of each eval text (runs are in eval order).
-    _, first = np.unique(eval_owner[hits], return_index=True)
+    _, first = np.unique(eval_owner[hits], return_index=True)  # a few: eval rows with hits
     found: dict[int, tuple[int, str]] = {}
     for k in np.asarray(hits, dtype=np.int64)[first].tolist():
         a, b = int(eval_start[k]), int(train_start[at[k]])
@@ -239,13 +260,13 @@ class _Tokens:
     """Lower-cased word tokens of many texts, back to back, as ids into `vocab`."""
 
     vocab: list[str]
-    ids: np.ndarray  # int64 token ids of all texts, concatenated
+    ids: np.ndarray  # int32 token ids of all texts, concatenated
     lengths: np.ndarray  # tokens per text
 
     @classmethod
     def of(cls, texts: Sequence[str]) -> _Tokens:
         index = {"\x00": 0}  # token -> id; id 0 ends each text
-        parts = [np.zeros(0, np.int64)]
+        parts = [np.zeros(0, np.int32)]
         # A regex pass and a dict lookup per token, both in C, over a few thousand texts at a
         # time: fast, without holding a Python string for every token of every text at once.
         for start in range(0, len(texts), _TEXTS_PER_PASS):
@@ -256,7 +277,7 @@ class _Tokens:
             found = _TOKEN.findall(joined)
             for token in dict.fromkeys(found):  # new tokens get the next ids, in order seen
                 index.setdefault(token, len(index))
-            parts.append(np.fromiter(map(index.__getitem__, found), np.int64, len(found)))
+            parts.append(np.fromiter(map(index.__getitem__, found), np.int32, len(found)))
         ids = np.concatenate(parts)
         lengths = np.diff(np.flatnonzero(ids == 0), prepend=-1) - 1
         return cls(list(index), ids[ids != 0], lengths)
@@ -292,7 +313,7 @@ def _ngram_hashes(
     per_text = np.maximum(lengths - n + 1, 0)
     count = len(base) - n + 1
     if count <= 0 or not per_text.any():
-        return np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32)
     multipliers = _splitmix(np.arange(1, n + 1)) | np.uint64(1)
     hashes = base[:count] * multipliers[0]
     scratch = np.empty_like(hashes)
@@ -305,8 +326,33 @@ def _ngram_hashes(
     dropped = np.repeat(first_crossing, crossing) + step
     valid = np.ones(count, bool)
     valid[dropped[dropped < count]] = False
-    owners = np.repeat(np.arange(len(lengths)), per_text)
-    return hashes[valid], owners, np.flatnonzero(valid)
+    del scratch, dropped, step
+    hashes = hashes[valid]
+    # int32 positions: 4 bytes a run less, and a million rows hold ~10^8 words at most.
+    owners = np.repeat(np.arange(len(lengths), dtype=np.int32), per_text)
+    return hashes, owners, np.flatnonzero(valid).astype(np.int32)
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct values. numpy 2.x's np.unique hashes integers, which took ~60 s for
+    3 x 10^7 values here; sorting takes a quarter of a second."""
+    ordered = np.sort(values)
+    keep = np.ones(len(ordered), bool)
+    keep[1:] = ordered[1:] != ordered[:-1]
+    return ordered[keep]
+
+
+def _occurrences(values: np.ndarray) -> np.ndarray:
+    """How often each value occurs, for every position (np.unique's counts[inverse])."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    new = np.ones(len(ordered), bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, len(ordered)))
+    out = np.empty(len(values), np.int64)
+    out[order] = np.repeat(counts, counts)
+    return out
 
 
 class _UnionFind:
@@ -336,16 +382,46 @@ class _UnionFind:
 class _Sketch:
     """MinHash signatures of non-empty normalised texts (one row each), and their shingles."""
 
-    signatures: np.ndarray  # (rows, _NUM_PERM) uint64
-    shingles: np.ndarray  # shingle hashes of all rows, each row's together
+    signatures: np.ndarray  # (rows, _NUM_PERM) uint32
+    shingles: np.ndarray  # uint32 shingle hashes of all rows, each row's together
     starts: np.ndarray  # row k's shingles are shingles[starts[k]:ends[k]]
     ends: np.ndarray
     words: _ShortWords  # word hashes of the rows under _EDIT_BELOW words
 
     @classmethod
     def build(cls, texts: Sequence[str], seed: int) -> _Sketch:
+        """A block of texts at a time: tokens and n-gram arrays of all texts at once cost ~3 KB
+        a text at the peak, which a million rows cannot afford."""
+        parts = [
+            cls._build(texts[start : start + _TEXTS_PER_SKETCH], seed)
+            for start in range(0, max(len(texts), 1), _TEXTS_PER_SKETCH)
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        shift = np.cumsum([0] + [len(part.shingles) for part in parts[:-1]])
+        word_shift = np.cumsum([0] + [len(part.words.hashes) for part in parts[:-1]])
+        return cls(
+            np.concatenate([part.signatures for part in parts]),
+            np.concatenate([part.shingles for part in parts]),
+            np.concatenate([part.starts + k for part, k in zip(parts, shift, strict=True)]),
+            np.concatenate([part.ends + k for part, k in zip(parts, shift, strict=True)]),
+            _ShortWords(
+                np.concatenate([part.words.hashes for part in parts]),
+                np.concatenate(
+                    [p.words.starts + k for p, k in zip(parts, word_shift, strict=True)]
+                ),
+                np.concatenate([p.words.ends + k for p, k in zip(parts, word_shift, strict=True)]),
+                np.concatenate([part.words.numbers for part in parts]),
+            ),
+        )
+
+    @classmethod
+    def _build(cls, texts: Sequence[str], seed: int) -> _Sketch:
         # Shingling's token arrays are freed before MinHash, whose blocks then set the peak.
         shingles, offsets, words = _shingles(texts)
+        # The top 32 bits of each shingle hash are kept: two of a pair's ~50 shingles are equal
+        # by chance once in ~2 million pairs, and a million rows keep ~200 MB less.
+        shingles = (shingles >> np.uint64(32)).astype(np.uint32)
         signatures = _minhash(shingles, offsets, seed)
         return cls(signatures, shingles, offsets[:-1], offsets[1:], words)
 
@@ -393,8 +469,8 @@ class _Sketch:
             if j in matched and (cross or links.root(i) == links.root(j)):
                 continue
             left, right = self._set(i), self._set(j)
-            shared = np.intersect1d(left, right, assume_unique=True).size
-            jaccard = shared / (left.size + right.size - shared)
+            shared = len(left & right)
+            jaccard = shared / (len(left) + len(right) - shared)
             if jaccard < threshold:
                 jaccard = max(jaccard, self.words.similarity(i, j, threshold))
             if jaccard >= threshold:
@@ -413,8 +489,8 @@ class _Sketch:
             estimates[start : start + step] = equal.mean(axis=1)
         return estimates
 
-    def _set(self, row: int) -> np.ndarray:
-        return np.unique(self.shingles[self.starts[row] : self.ends[row]])
+    def _set(self, row: int) -> set[int]:
+        return set(self.shingles[self.starts[row] : self.ends[row]].tolist())
 
 
 def _shingles(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, _ShortWords]:
@@ -451,13 +527,16 @@ def _char_shingles(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _minhash(shingles: np.ndarray, offsets: np.ndarray, seed: int) -> np.ndarray:
-    """(rows, _NUM_PERM) minimum of (a * h + b) mod 2^64 over each row's shingle hashes h, for
-    _NUM_PERM seeded (a, b): each is a bijection of 64-bit values, so a hash permutation."""
+    """(rows, _NUM_PERM) top 32 bits of the minimum of (a * h + b) mod 2^64 over each row's
+    shingle hashes h, for _NUM_PERM seeded (a, b): each is a bijection of 64-bit values, so a
+    hash permutation."""
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 2**64, size=_NUM_PERM, dtype=np.uint64, endpoint=False) | np.uint64(1)
     b = rng.integers(0, 2**64, size=_NUM_PERM, dtype=np.uint64, endpoint=False)
     rows = len(offsets) - 1
-    signatures = np.empty((rows, _NUM_PERM), np.uint64)
+    # The top 32 bits of each minimum (the top bits of the minimum are the minimum of the top
+    # bits): equal by chance once in 4 billion, at half the memory of 64.
+    signatures = np.empty((rows, _NUM_PERM), np.uint32)
     per_block = max(1, _CHUNK_VALUES // _NUM_PERM)  # shingles per block
     start = 0
     while start < rows:
@@ -474,7 +553,8 @@ def _minhash(shingles: np.ndarray, offsets: np.ndarray, seed: int) -> np.ndarray
             # faster than reducing down columns).
             values = a[p:q, None] * block[None, :]
             values += b[p:q, None]
-            signatures[start:stop, p:q] = np.minimum.reduceat(values, starts, axis=1).T
+            minima = np.minimum.reduceat(values, starts, axis=1).T
+            signatures[start:stop, p:q] = minima >> np.uint64(32)
         start = stop
     return signatures
 
@@ -519,7 +599,7 @@ def _candidate_pairs(keys: np.ndarray, left: int | None) -> np.ndarray:
         else:
             bucket_end = np.append(firsts[1:], rows)[bucket]
             codes += _cross_window_pairs(order, bucket_start, bucket_end, left, rows)
-    unique = np.unique(np.concatenate(codes))
+    unique = _distinct(np.concatenate(codes))
     return np.stack([unique % max(rows, 1), unique // max(rows, 1)], axis=1)
 
 
@@ -637,9 +717,9 @@ class _ShortWords:
         run_start = np.maximum.accumulate(np.where(new, np.arange(total), 0))
         occurrence = (np.arange(total) - run_start).astype(np.uint64)
         tokens = _splitmix(words ^ _splitmix(occurrence))
-        _, inverse, counts = np.unique(tokens, return_inverse=True, return_counts=True)
+        counts = _occurrences(tokens)
         # Rarest first within each row; ties broken by the token, so the order is global.
-        order = np.lexsort((tokens, counts[inverse], owners))
+        order = np.lexsort((tokens, counts, owners))
         tokens, owners = tokens[order], owners[order]
         rank = np.arange(total) - (np.cumsum(lengths) - lengths)[owners]
         prefix = lengths - np.ceil(threshold * lengths - 1e-9).astype(np.int64) + 1
@@ -665,13 +745,13 @@ def _key_pairs(keys: np.ndarray, owners: np.ndarray, rows: int, left: int | None
             keep = (i < left) & (j >= left)
             i, j = i[keep], j[keep]
         codes.append(j.astype(np.int64) * rows + i)
-    unique = np.unique(np.concatenate(codes))
+    unique = _distinct(np.concatenate(codes))
     return np.stack([unique % max(rows, 1), unique // max(rows, 1)], axis=1)
 
 
 def _sorted_pairs(a: np.ndarray, b: np.ndarray, rows: int) -> np.ndarray:
     """The pairs of both, each once, sorted by j then i."""
-    codes = np.unique(np.concatenate([a[:, 1] * rows + a[:, 0], b[:, 1] * rows + b[:, 0]]))
+    codes = _distinct(np.concatenate([a[:, 1] * rows + a[:, 0], b[:, 1] * rows + b[:, 0]]))
     return np.stack([codes % max(rows, 1), codes // max(rows, 1)], axis=1)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from tunewright.data.records import Record, sides
 
-SAMPLE = 20_000  # rows tokenized for the statistics; every row below this many
+SAMPLE = 4_000  # rows tokenized for the statistics (p95 within +-0.7 percentile points, 2 SE)
 BATCH = 4_096  # conversations per tokenizer call: bounds the tokenizer's per-row memory
 SLACK_PER_MESSAGE = 2
 SLACK = 8

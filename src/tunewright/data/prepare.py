@@ -17,7 +17,7 @@ from typing import Any
 
 from tunewright.config import Config
 from tunewright.config.data_source import DataSource
-from tunewright.data import checks, placeholders
+from tunewright.data import checks, mixing, placeholders
 from tunewright.data import lengths as lengths_
 from tunewright.data.accounting import check_rows_add_up
 from tunewright.data.boilerplate import LEAK_WORDS, AnswerNgrams, boilerplate_report, group_cap
@@ -65,10 +65,15 @@ class Loaded:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     files: list[dict[str, Any]] = field(default_factory=list)
     inputs: list[Path] = field(default_factory=list)
+    # id(record) -> the index of the entry (data.train / data.eval item) it was read from.
+    entries: dict[int, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
         return sum(f["rows"] for f in self.files)
+
+    def entry_of(self, record: Record) -> int:
+        return self.entries[id(record)]
 
 
 @dataclass
@@ -198,12 +203,23 @@ def analyze(config: Config, tokenizer: Any | None = None) -> Analysis:
         config, train, held_out, findings, leaks, lengths, train_records, eval_records, rejected
     )
     report["boilerplate"] = boilerplate_report(ngrams, kept_train + kept_eval, grouping)
+    # Weights and max_rows apply after the checks and the split, to the training rows only.
+    mixed = mixing.mix(data.train, train_records, eval_records, train.entry_of, config.seed)
+    if mixed.table is not None:
+        train_records = mixed.records
+        report["mix"] = mixed.table
+        report["rows"].update(
+            train=len(train_records), left_out=mixed.left_out, repeats=mixed.repeats
+        )
+        report["warnings"] += mixed.notes
+        report["gates"] = _gates(config, report)
     # Invariant, not a user error: every input row is accounted for exactly once.
     check_rows_add_up(
         read=train.total + held_out.total,
-        train=len(train_records),
+        train=len(train_records) - mixed.repeats,
         eval=len(eval_records),
         rejected=len(rejected),
+        left_out=mixed.left_out,
     )
     warnings = [_warning(f) for f in findings if f.check not in checks.REJECTING]
     warnings += [_warning(f) for f in leaks]
@@ -322,7 +338,8 @@ def load_side(config: Config, items: list[str | DataSource], side: str) -> Loade
     """Read and normalise every row of the listed files, folders or hub datasets."""
     loaded = Loaded()
     stats = LoadStats()
-    for item in items:
+    for index, item in enumerate(items):
+        first_record = len(loaded.records)
         entry = item if isinstance(item, DataSource) else DataSource(path=item)
         path = config.resolve(entry.path)
         if not path.exists() and looks_like_hub_id(entry.path):
@@ -344,6 +361,7 @@ def load_side(config: Config, items: list[str | DataSource], side: str) -> Loade
                     "blank_lines": stats.blank_lines.get(name, 0),
                 }
             )
+        loaded.entries.update((id(r), index) for r in loaded.records[first_record:])
     return loaded
 
 

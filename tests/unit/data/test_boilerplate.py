@@ -76,3 +76,21 @@ def test_a_run_overlapping_boilerplate_links_nobody_and_is_no_leak():
     assert found.count == 6 and found.links == []
     assert shared_ngrams(answers[:1], answers[1:2], 13, found.hashes) == {}
     assert shared_ngrams(answers[:1], answers[1:2], 13).keys() == {0}
+
+
+def test_answers_read_in_blocks_give_what_one_block_gives(monkeypatch):
+    from tunewright.data import boilerplate
+
+    answers = [text(20, seed) for seed in range(100)]
+    for i in range(3, 100, 10):
+        answers[i] = f"{answers[i]} {SORRY}"
+    answers[50] += " " + text(14, 999)
+    answers[71] += " " + text(14, 999)  # a rarer shared run: a link
+    whole = AnswerNgrams.of(answers, 13)
+    monkeypatch.setattr(boilerplate, "_ANSWERS_PER_PASS", 7)
+    blocks = AnswerNgrams.of(answers, 13)
+    assert blocks.phrases == whole.phrases and blocks.phrases[0].rows == 10
+    assert np.array_equal(blocks.hashes, whole.hashes)
+    assert blocks.links == whole.links == [(50, 71)]
+    sides = np.array([1] * 60 + [0] * 40)  # 71 is on the eval side, 50 on train
+    assert blocks.leaking(sides).tolist() == whole.leaking(sides).tolist() == [71]

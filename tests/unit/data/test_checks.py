@@ -107,7 +107,7 @@ def test_near_duplicate_finds_a_copy_with_one_word_changed_at_the_default():
     # alters 3 of them: Jaccard 37/43 = 0.86, over the default 0.85.
     found = check_records(records)
     assert [(f.check, f.location, f.other, f.detail) for f in found] == [
-        ("near_duplicate", "f.jsonl:30", "f.jsonl:1", "near-duplicate, Jaccard 0.86")
+        ("near_duplicate", "f.jsonl:30", "f.jsonl:1", "near-duplicate, similarity 0.86")
     ]
     assert check_records(records, near_duplicate_threshold=0.9) == []
 
@@ -285,7 +285,7 @@ def test_leaks_of_each_kind_name_eval_and_train_rows():
         ("leak", "eval.jsonl:3", "f.jsonl:41"),
     ]
     assert found[0].detail == "exact duplicate of a train example"
-    assert found[1].detail.startswith("near-duplicate of a train example, Jaccard 0.9")
+    assert found[1].detail.startswith("near-duplicate of a train example, similarity 0.9")
     first_words = " ".join(long_run.split()[:8])
     assert found[2].detail == f'answer shares a 13-gram with a train answer: "{first_words} ..."'
 

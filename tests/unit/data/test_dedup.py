@@ -221,3 +221,18 @@ def test_results_do_not_depend_on_pythonhashseed():
     assert firsts[40:] == [3, 41, 8, 43]
     assert [(i, j) for i, j, _ in near] == [(5, 41)]
     assert groups[40:] == [3, 5, 8, 43]
+
+
+def test_a_sketch_built_in_blocks_finds_what_one_block_finds(monkeypatch):
+    from tunewright.data import dedup
+
+    texts = [text(30 + n % 20, n % 7) for n in range(60)]  # repeats and near repeats
+    texts += [edited(words(30, 1), 5), text(8, 9), edited(words(8, 9), 1)]
+    whole = DuplicateIndex(texts, 3).links(0.85)
+    monkeypatch.setattr(dedup, "_TEXTS_PER_SKETCH", 7)
+    blocks = DuplicateIndex(texts, 3)
+    assert blocks.links(0.85) == whole
+    assert blocks.cross(list(range(30)), list(range(30, 63)), 0.85) == cross_duplicates(
+        texts[:30], texts[30:], 0.85
+    )
+    assert whole.near  # the texts do hold near copies
