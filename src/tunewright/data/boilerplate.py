@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tunewright.data.dedup import _TOKEN, _distinct, _ngram_hashes, _Tokens
+from tunewright.data.dedup import _TOKEN, _distinct, _members, _ngram_hashes, _Words
 from tunewright.data.records import Record, location
 
 LEAK_WORDS = 13  # a run of this many answer words shared with train is a leak
@@ -85,22 +85,26 @@ class AnswerNgrams:
         owners = owners[order]
         starts = starts[order]
         del order
-        # One entry per (n-gram, answer): the first occurrence in each answer.
+        # One entry per (n-gram, answer): the first occurrence in each answer. Counted on the
+        # sorted runs first, so the runs can go before the entries are copied out.
         first = np.ones(len(hashes), bool)
         first[1:] = (hashes[1:] != hashes[:-1]) | (owners[1:] != owners[:-1])
-        entries = hashes[first], owners[first], starts[first]
-        new = np.ones(len(entries[0]), bool)
-        new[1:] = entries[0][1:] != entries[0][:-1]
-        run_start = np.flatnonzero(new)
-        rows = np.diff(np.append(run_start, len(entries[0])))  # distinct answers per n-gram
-        per_entry = np.repeat(rows, rows)
-        common = per_entry >= min_rows
-        boilerplate = entries[0][common & new]  # sorted, as the entries are
+        new = np.ones(len(hashes), bool)
+        new[1:] = hashes[1:] != hashes[:-1]
+        run = np.cumsum(new, dtype=np.int32) - 1
+        counted = np.concatenate(([0], np.cumsum(first, dtype=np.int32)))
+        bounds = np.append(np.flatnonzero(new), len(hashes))
+        rows = np.diff(counted[bounds])  # distinct answers per n-gram
+        del counted, bounds
+        boilerplate = hashes[new][rows >= min_rows]  # sorted, as the runs are
         # Every occurrence counts for what touches boilerplate, repeats within an answer too.
         ignored = _touching(hashes, starts, boilerplate, n, int(answer_starts[-1]))
-        del hashes, owners, starts, first
-        hashes, owners, starts = entries
-        shared = (per_entry >= 2) & ~np.isin(hashes, ignored)
+        per_entry = rows[run[first]]
+        new = new[first]
+        hashes, owners, starts = hashes[first], owners[first], starts[first]
+        del first, run
+        common = per_entry >= min_rows
+        shared = (per_entry >= 2) & ~_members(hashes, ignored)
         # Link each answer to the previous one holding the same rarer n-gram (a chain is enough).
         chained = shared & ~new
         links = list(
@@ -171,11 +175,11 @@ def _answer_ngrams(
     lengths = [np.zeros(0, np.int64)]
     words = 0
     for at in range(0, len(answers), _ANSWERS_PER_PASS):
-        tokens = _Tokens.of(answers[at : at + _ANSWERS_PER_PASS])
-        hashes, owners, starts = _ngram_hashes(tokens.hashes(), tokens.lengths, n)
+        tokens = _Words.of(answers[at : at + _ANSWERS_PER_PASS])
+        hashes, owners, starts = _ngram_hashes(tokens.hashes, tokens.lengths, n)
         parts.append((hashes, owners + np.int32(at), starts + np.int32(words)))
         lengths.append(tokens.lengths)
-        words += len(tokens.ids)
+        words += len(tokens.hashes)
     answer_starts = np.concatenate(([0], np.cumsum(np.concatenate(lengths))))
     joined = [np.concatenate([part[k] for part in parts]) for k in range(3)]
     return joined[0], joined[1], joined[2], answer_starts
@@ -187,7 +191,7 @@ def _touching(
     """Sorted hashes of the runs with a word inside some boilerplate occurrence (`hashes` and
     `starts`: every run, in any order; `length`: the word positions of all answers). Runs never
     cross answers, so positions alone decide."""
-    at = starts[np.isin(hashes, boilerplate)]
+    at = starts[_members(hashes, boilerplate)]
     edges = np.zeros(length + 1, np.int32)
     np.add.at(edges, at, 1)
     np.add.at(edges, at + n, -1)
@@ -240,7 +244,7 @@ def _phrases(
 
 
 def _words(answer: str) -> list[str]:
-    """An answer's words as _Tokens.of reads them."""
+    """An answer's words as _Words.of reads them."""
     return _TOKEN.findall(answer.replace("\x00", " ").lower())
 
 

@@ -98,8 +98,10 @@ def check_records(
     Duplicates are reported on the later record, with `other` naming the first one seen.
     `duplicates`, from duplicate_index() over these records or more, saves building one here."""
     findings: list[Finding] = []
+    orders: dict[tuple[Any, ...], bool] = {}
     for index, record in enumerate(records):
-        findings.extend(_record_findings(index, record, min_words))
+        plain = _plain_findings(index, record, min_words, orders)
+        findings.extend(_record_findings(index, record, min_words) if plain is None else plain)
     links = _links(records, near_duplicate_threshold, seed, duplicates)
     for index, first in enumerate(links.firsts):
         if first != index:
@@ -276,6 +278,55 @@ def _record_findings(index: int, record: Record, min_words: int) -> list[Finding
         if detail
     ]
     found = placeholders.record_placeholders(record)
+    if found:
+        where, detail = location(record), placeholders.describe(found)
+        findings.append(Finding("placeholder", index, where, detail, values=tuple(found)))
+    return findings
+
+
+_PLAIN_KEYS = frozenset({"role", "content", "weight"})
+
+
+def _plain_findings(
+    index: int, record: Record, min_words: int, orders: dict[tuple[Any, ...], bool]
+) -> list[Finding] | None:
+    """_record_findings for the common record, quicker: text messages with a role and content
+    only, not a pair or feedback. None for any other record, or when this one has a problem,
+    so that _record_findings names it. `orders` caches whether a task's role sequence is in
+    order. A million rows spent ~25 s in _record_findings; most are this kind, and clean."""
+    task = record.get("task")
+    messages = record.get("messages")
+    if task in PROMPTED or not isinstance(messages, list) or not messages:
+        return None
+    contents = []
+    for message in messages:
+        if type(message) is not dict or not message.keys() <= _PLAIN_KEYS:
+            return None
+        content = message.get("content")
+        if type(content) is not str or type(message.get("role")) is not str:
+            return None
+        contents.append(content)
+    key = (task, *(m["role"] for m in messages))
+    if key not in orders:
+        probe = [{"role": role, "content": "x"} for role in key[1:]]
+        orders[key] = not _conversation_problems(record, probe)
+    if not orders[key]:
+        return None
+    answers = [c for c, m in zip(contents, messages, strict=True) if m["role"] == "assistant"]
+    if not any(a.strip() for a in answers):
+        return None  # an empty answer: _record_findings names the turns
+    for content, message in zip(contents, messages, strict=True):
+        if message["role"] == "user" and not content.strip():
+            return None
+        if not content.isascii() or (not content.isprintable() and _CONTROL.search(content)):
+            return None  # the encoding check names what it finds
+    answer = "\n".join(answers)
+    findings = []
+    words = len(answer.split())
+    if task != "classification" and 0 < words < min_words:
+        detail = f"answer has {words} word{'' if words == 1 else 's'} (< {min_words})"
+        findings.append(Finding("too_short", index, location(record), detail))
+    found = placeholders.find_placeholders(answer) if task != "code" else []
     if found:
         where, detail = location(record), placeholders.describe(found)
         findings.append(Finding("placeholder", index, where, detail, values=tuple(found)))

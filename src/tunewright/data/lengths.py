@@ -32,7 +32,7 @@ SLACK_PER_MESSAGE = 2
 SLACK = 8
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Length:
     """A kept record's longest side in tokens (None: not tokenized, within the limit), and
     whether it belongs to the sample the statistics are computed from."""

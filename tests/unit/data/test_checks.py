@@ -327,3 +327,45 @@ def test_minimum_count_warnings(task, count, expected):
     else:
         assert len(warnings) == 1
         assert warnings[0].startswith(expected)
+
+
+def test_the_quick_path_for_plain_records_finds_what_the_full_checks_find():
+    from tunewright.data import checks
+
+    def plain(n: int, *turns: tuple[str, str], task: str = "chat") -> dict:
+        messages = [{"role": role, "content": content} for role, content in turns]
+        return make_record(messages, task, "f.jsonl", n)
+
+    answer = text(12, 1)
+    records = [
+        plain(1, ("user", "hi there"), ("assistant", answer)),
+        plain(2, ("system", "be kind"), ("user", "q"), ("assistant", "two words")),
+        plain(3, ("user", "q"), ("assistant", "Dear {{name}}, thanks for your patience today.")),
+        plain(4, ("user", "q"), ("assistant", "   ")),  # empty answer
+        plain(5, ("assistant", answer), ("user", "q")),  # out of order
+        plain(6, ("user", "  "), ("assistant", answer)),  # empty user turn
+        plain(7, ("user", "q"), ("assistant", "bad \x07 bell in the answer text here")),
+        plain(8, ("user", "q"), ("assistant", "cafÃ© is mojibake of a word here")),
+        plain(9, ("user", "q"), ("assistant", "ok"), task="classification"),
+        plain(10, ("user", "q"), ("assistant", "x = '{name}'  # TODO"), task="code"),
+        plain(11, ("user", "q"), ("assistant", "tab\tand\nnewline are fine words here ok")),
+        plain(12, ("user", "q"), ("assistant", answer), ("user", "more"), ("assistant", answer)),
+    ]
+    records[0]["messages"][1]["weight"] = 1
+    quick = [
+        f
+        for i, r in enumerate(records)
+        for f in (checks._plain_findings(i, r, 5, {}) or checks._record_findings(i, r, 5))
+    ]
+    full = [f for i, r in enumerate(records) for f in checks._record_findings(i, r, 5)]
+    assert quick == full
+    assert {f.check for f in full} >= {
+        "too_short",
+        "placeholder",
+        "empty_output",
+        "bad_conversation",
+        "encoding",
+    }
+    # The quick path answered the clean and warning-only records itself.
+    answered = [i for i, r in enumerate(records) if checks._plain_findings(i, r, 5, {}) is not None]
+    assert answered == [0, 1, 2, 8, 9, 10, 11]

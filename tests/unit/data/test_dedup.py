@@ -236,3 +236,24 @@ def test_a_sketch_built_in_blocks_finds_what_one_block_finds(monkeypatch):
         texts[:30], texts[30:], 0.85
     )
     assert whole.near  # the texts do hold near copies
+
+
+def test_ascii_blocks_split_and_hash_words_as_the_regex_path_does():
+    from tunewright.data.dedup import _Tokens, _Words
+
+    texts = [
+        "Hello, World! 42 times_two x9 -- 007",
+        "",
+        "  spaces   and\ttabs\nnewlines ",
+        "UPPER lower MiXeD 3.14 a_b_c",
+        text(50, 4),
+    ]
+    fast = _Words._block(texts)  # every text is ASCII: the byte path
+    slow = _Tokens.of(texts)
+    assert fast.lengths.tolist() == slow.lengths.tolist() == [6, 0, 4, 6, 50]
+    assert fast.hashes.tolist() == slow.hashes().tolist()
+    assert fast.numbers.tolist() == slow.numbers().tolist()
+    assert fast.numbers.sum() == 4  # 42, 007, 3 and 14; x9 is not one
+    # A block with one non-ASCII text goes through the regex, with the same hashes.
+    mixed = _Words._block([*texts, "café au lait"])
+    assert mixed.hashes[: len(fast.hashes)].tolist() == fast.hashes.tolist()

@@ -87,9 +87,9 @@ def test_a_weighted_source_left_empty_by_the_checks_is_said_not_guessed():
 
 
 def test_weights_and_max_rows_are_refused_where_they_mean_nothing():
-    with pytest.raises(ValidationError, match=r"data.eval\[0\]: weight and max_rows"):
+    with pytest.raises(ValidationError, match=r"data\.eval\[0\]: weight and max_rows"):
         DataSection(train=["a.jsonl"], eval=[{"path": "b.jsonl", "weight": 0.5}])
-    with pytest.raises(ValidationError, match="sum to 1.2"):
+    with pytest.raises(ValidationError, match=r"sum to 1\.2"):
         DataSection(
             train=[{"path": "a.jsonl", "weight": 0.7}, {"path": "b.jsonl", "weight": 0.5}, "c"]
         )
