@@ -65,7 +65,8 @@ class Loaded:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     files: list[dict[str, Any]] = field(default_factory=list)
     inputs: list[Path] = field(default_factory=list)
-    # id(record) -> the index of the entry (data.train / data.eval item) it was read from.
+    # id(record) -> the index of the entry (data.train / data.eval item) it was read from;
+    # empty when there is one entry, which a million records would otherwise cost ~100 MB.
     entries: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -73,7 +74,7 @@ class Loaded:
         return sum(f["rows"] for f in self.files)
 
     def entry_of(self, record: Record) -> int:
-        return self.entries[id(record)]
+        return self.entries[id(record)] if self.entries else 0
 
 
 @dataclass
@@ -361,7 +362,8 @@ def load_side(config: Config, items: list[str | DataSource], side: str) -> Loade
                     "blank_lines": stats.blank_lines.get(name, 0),
                 }
             )
-        loaded.entries.update((id(r), index) for r in loaded.records[first_record:])
+        if len(items) > 1:  # with one entry every record is its (entry_of gives 0)
+            loaded.entries.update((id(r), index) for r in loaded.records[first_record:])
     return loaded
 
 
