@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,8 +24,8 @@ pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
 
 import httpx  # noqa: E402
-import uvicorn  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from tests.support.serving import ServerThread  # noqa: E402
 
 from tunewright.chat import prompt_ids  # noqa: E402
 from tunewright.config import ServeSection  # noqa: E402
@@ -48,35 +47,6 @@ ADAPTER_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-class ServerThread:
-    """An app served by uvicorn on a free 127.0.0.1 port, in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        # log_config=None: uvicorn's dictConfig would close every logging handler in the process,
-        # and absl's closes its stream, which can be pytest's own capture file
-        config = uvicorn.Config(app, log_level="warning", log_config=None)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-
-    def __enter__(self) -> ServerThread:
-        self._thread.start()
-        deadline = time.monotonic() + 120  # turns a hang into a failure; not a speed check
-        while not self._server.started:
-            assert self._thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=20)
-        self._socket.close()
 
 
 @dataclass
@@ -158,7 +128,7 @@ def _expected(reference: dict, model_id: str, messages: list[dict], max_tokens: 
 
 
 def _metrics(url: str) -> dict[tuple[str, tuple], float]:
-    text = httpx.get(f"{url}/metrics").text
+    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {API_KEY}"}).text
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
@@ -304,7 +274,10 @@ def test_wrong_or_missing_api_key_is_401_in_openai_shape(served: Served) -> None
         ({"messages": [{"role": "user", "content": "word " * 200}]}, "serve.max_prompt_tokens"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
-        ({"stop": ["\n"]}, "stop"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"presence_penalty": 0.5}, "presence_penalty"),
+        ({"seed": 2**64}, "seed"),
+        ({"n": 17}, "serve.max_choices"),
         ({"temperature": 5}, "temperature"),
     ],
 )
@@ -472,7 +445,7 @@ def test_a_generation_failure_is_a_500_in_openai_shape_and_is_logged(
     def broken(**kwargs: Any) -> Any:
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr(served.pool.model, "generate", broken)
+    monkeypatch.setattr(served.pool.model, "forward", broken)
     client = served.client()
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model=TUNED, messages=QUESTION, max_tokens=3)
@@ -530,19 +503,8 @@ def test_waiting_requests_share_a_batch_and_get_their_own_answers(
         assert answers[index] == _expected(reference, TUNED, messages, 6)
 
 
-def test_a_client_leaving_a_stream_stops_its_generation(
-    served: Served, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    generated: list[int] = []  # new tokens of each streamed generation
-    real_generate = served.pool.model.generate
-
-    def recording(**kwargs: Any) -> Any:
-        output = real_generate(**kwargs)
-        if "streamer" in kwargs:
-            generated.append(output.shape[1] - kwargs["input_ids"].shape[1])
-        return output
-
-    monkeypatch.setattr(served.pool.model, "generate", recording)
+def test_a_client_leaving_a_stream_stops_its_generation(served: Served) -> None:
+    steps: list[float] = []  # time of each forward pass (one per decoding step)
     written = len(served.log_lines())
     left = threading.Event()
 
@@ -554,6 +516,7 @@ def test_a_client_leaving_a_stream_stops_its_generation(
         # client reads the first line and leaves. From then on each step waits until the server
         # has logged the departure (it cancels the job before that): a generation that stops
         # for departed clients stops at the next step, one that does not runs to 470 tokens.
+        steps.append(time.monotonic())
         time.sleep(0.01)
         if left.is_set():
             _until(departure_logged, "the abandoned stream's log line")
@@ -573,16 +536,52 @@ def test_a_client_leaving_a_stream_stops_its_generation(
         ) as response:
             next(response.iter_lines())  # generation has started
         left.set()
-        # The worker runs one job at a time: this answer comes after the stream's generation.
         reply = served.client().completions.create(
             model=served.base_id, prompt="hello", max_tokens=3, temperature=0
         )
+        # Once the worker is idle, count the steps: a stream that kept going would run ~470.
+        _until(lambda: time.monotonic() - steps[-1] > 0.5, "the worker to go idle")
     finally:
         left.set()
         hook.remove()
     assert reply.choices[0].finish_reason == "length"
-    assert len(generated) == 1 and generated[0] < 470, f"the stream generated {generated} tokens"
+    assert len(steps) < 100, f"{len(steps)} decoding steps: the stream went on"
     abandoned, answered = served.log_lines()[written:]
     assert abandoned["endpoint"] == answered["endpoint"] == "/v1/completions"
     assert abandoned["error"] == "the client disconnected before the stream ended"
     assert answered["status"] == 200 and answered["error"] is None
+
+
+def test_a_request_joins_a_running_generation_and_is_answered_first(served: Served) -> None:
+    """Iteration-level scheduling: a short request arriving mid-way through a long one joins
+    its batch at the next step and leaves with its answer while the long one goes on."""
+    steps: list[int] = []
+
+    def slow_step(*args: Any) -> None:
+        steps.append(args[1][0].shape[0])  # rows in this forward pass
+        time.sleep(0.01)  # 440 steps: ~4.5 s
+
+    client = served.client()
+    long: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: long.append(
+            client.completions.create(
+                model=served.base_id, prompt="hello", max_tokens=440, temperature=0
+            )
+        )
+    )
+    hook = _lm_head(served).register_forward_pre_hook(slow_step)
+    try:
+        thread.start()
+        _until(lambda: len(steps) > 20, "the long generation to run")
+        short = client.completions.create(
+            model=served.base_id, prompt="The quick brown", max_tokens=3, temperature=0
+        )
+        still_running = thread.is_alive()
+        thread.join()
+    finally:
+        hook.remove()
+    assert short.usage.completion_tokens == 3
+    assert still_running, "the short request waited for the long one"
+    assert long[0].usage.completion_tokens == 440
+    assert 2 in steps  # the two shared decoding steps

@@ -119,6 +119,8 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     data = config.model_dump(mode="json")
     if data["serve"]["api_keys"]:
         data["serve"]["api_keys"] = ["<redacted>"] * len(data["serve"]["api_keys"])
+    if data["serve"].get("metrics_key"):
+        data["serve"]["metrics_key"] = "<redacted>"
     return data
 
 

@@ -398,7 +398,7 @@ class ServeSection(Section):
     batch_size: int = Field(
         16,
         gt=0,
-        description="Non-streaming requests generated together; larger batches raise "
+        description="Requests generated together (streams too); larger batches raise "
         "throughput on CPU (bench/serve_load.py).",
     )
     max_body_bytes: int = Field(

@@ -7,11 +7,17 @@ message from `{"error": {...}}` at the top level; FastAPI's `HTTPException` nest
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+ROUTES = "GET /v1/models, POST /v1/chat/completions, POST /v1/completions, GET /health"
+# A parameter name is echoed only when it looks like one: names are request content too.
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_UNION_TAG = re.compile(r"^(str|int|float|bool|list|dict|none|literal)$|\[")
 
 # OpenAI's `type` for each status we send.
 _TYPES = {
@@ -19,6 +25,8 @@ _TYPES = {
     401: "invalid_request_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
+    429: "rate_limit_exceeded",
+    499: "invalid_request_error",
     500: "server_error",
     503: "server_error",
 }
@@ -35,8 +43,10 @@ class APIError(Exception):
         param: str | None = None,
         code: str | None = None,
         type: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
+        self.retry_after = retry_after  # seconds, sent as Retry-After (429, 503)
         self.status = status
         self.message = message
         self.param = param
@@ -54,7 +64,8 @@ class APIError(Exception):
         }
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
@@ -94,11 +105,12 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
 
 
 async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
-    """Starlette's own errors in OpenAI's shape: 404/405 (unknown path, wrong method) name the
-    request; a 400 raised while reading the body (too large, unreadable) keeps its message."""
+    """Starlette's own errors in OpenAI's shape: 404/405 (unknown path, wrong method) list the
+    routes (the path is not echoed); a 400 raised while reading the body (too large,
+    unreadable) keeps its message."""
     status = getattr(exc, "status_code", 500)
     detail = getattr(exc, "detail", None) or "error"
-    message = detail if status == 400 else f"{detail}: {request.method} {request.url.path}"
+    message = detail if status == 400 else f"{detail}. Routes: {ROUTES}."
     _note_error(request, message)
     return APIError(status, message).response()
 
@@ -122,8 +134,12 @@ def _param(loc: tuple[Any, ...]) -> str:
     for part in loc[1:] if loc[:1] == ("body",) else loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
+        elif isinstance(part, str) and _UNION_TAG.search(part):
+            continue  # pydantic names the member of a union it tried: not a field
+        elif isinstance(part, str) and _PARAM_NAME.match(part):
+            text += f".{part}" if text else part
+        else:  # a key the client made up (unknown parameter, a dict key): not repeated
+            text += ".<key>" if text else "<key>"
     return text
 
 

@@ -172,15 +172,19 @@ class RecordMiddleware:
 
 
 class AuthMiddleware:
-    """With API keys configured, /v1/* needs `Authorization: Bearer <key>` (checked before the
-    body is read). Keys are compared in constant time and never echoed or logged."""
+    """With API keys configured, /v1/* and /metrics need `Authorization: Bearer <key>`
+    (checked before the body is read); /metrics takes `metrics_key` instead when one is set,
+    so a scraper need not hold a key that can generate. Keys are compared in constant time and
+    never echoed or logged."""
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, keys: tuple[str, ...], metrics_key: str | None) -> None:
         self.app = app
         self.keys = [key.encode() for key in keys]
+        self.metrics_keys = [metrics_key.encode()] if metrics_key else self.keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or not scope["path"].startswith("/v1"):
+        keys = self._keys_for(scope)
+        if not keys:
             await self.app(scope, receive, send)
             return
         scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
@@ -190,13 +194,20 @@ class AuthMiddleware:
                 "Missing API key: send it in the header 'Authorization: Bearer <key>'.",
                 code="missing_api_key",
             )
-        elif not any(hmac.compare_digest(token.strip().encode(), key) for key in self.keys):
+        elif not any(hmac.compare_digest(token.strip().encode(), key) for key in keys):
             error = APIError(401, "Incorrect API key provided.", code="invalid_api_key")
         else:
             await self.app(scope, receive, send)
             return
         _note(scope, error.message)
         await error.response()(scope, receive, send)
+
+    def _keys_for(self, scope: Scope) -> list[bytes]:
+        if scope["type"] != "http":
+            return []
+        if scope["path"] == "/metrics":
+            return self.metrics_keys
+        return self.keys if scope["path"].startswith("/v1") else []
 
 
 class BodyTooLarge(HTTPException):

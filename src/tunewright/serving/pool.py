@@ -48,6 +48,7 @@ class Entry:
     tokenizer: Any
     stop_ids: frozenset[int]
     context: int | None  # longest sequence the model takes (prompt + new tokens), if known
+    vocab_size: int = 0  # rows of the model's output layer (may exceed the tokenizer's)
 
 
 class ModelPool:
@@ -64,7 +65,8 @@ class ModelPool:
         if entry is None:
             raise APIError(
                 404,
-                f"The model '{model_id}' does not exist on this server. "
+                # The requested name is not repeated: errors never echo request content.
+                "The requested model does not exist on this server. "
                 f"Served models: {', '.join(self.entries)}.",
                 param="model",
                 code="model_not_found",
@@ -93,14 +95,15 @@ def load_pool(target: ServeTarget) -> ModelPool:
     model = load_causal_lm(target.base, target.dtype, target.attn_implementation)
     base_tokenizer = load_tokenizer(target.base)
     context = getattr(model.config, "max_position_embeddings", None)
-    entries = [_entry(target.base_id, None, base_tokenizer, context)]
+    vocab = model.get_output_embeddings().weight.shape[0]
+    entries = [_entry(target.base_id, None, base_tokenizer, context, vocab)]
     for index, spec in enumerate(target.adapters):
         # PEFT adapter names become module keys, which cannot hold the dots and slashes that
         # model ids may; clients only ever see the ids.
         name = f"adapter{index}"
         model = _attach_adapter(model, spec.path, name)
         tokenizer = load_tokenizer(spec.path) if _has_tokenizer(spec.path) else base_tokenizer
-        entries.append(_entry(spec.model_id, name, tokenizer, context))
+        entries.append(_entry(spec.model_id, name, tokenizer, context, vocab))
     if detect_device() == "cuda":
         model = model.to("cuda")
     return ModelPool(model.eval(), entries, created=int(time.time()))
@@ -115,8 +118,11 @@ def _attach_adapter(model: Any, path: Path, name: str) -> Any:
     return PeftModel.from_pretrained(model, str(path), adapter_name=name)
 
 
-def _entry(model_id: str, adapter: str | None, tokenizer: Any, context: int | None) -> Entry:
-    return Entry(model_id, adapter, tokenizer, frozenset(stop_token_ids(tokenizer)), context)
+def _entry(
+    model_id: str, adapter: str | None, tokenizer: Any, context: int | None, vocab: int
+) -> Entry:
+    stops = frozenset(stop_token_ids(tokenizer))
+    return Entry(model_id, adapter, tokenizer, stops, context, vocab)
 
 
 def _has_tokenizer(folder: Path) -> bool:

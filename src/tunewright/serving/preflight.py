@@ -6,7 +6,7 @@ import importlib.util
 
 from tunewright.config import Config
 
-SERVE_PACKAGES = ("fastapi", "uvicorn", "prometheus_client")
+SERVE_PACKAGES = ("fastapi", "uvicorn", "prometheus_client", "llguidance")
 
 
 def preflight(config: Config) -> list[str]:

@@ -127,6 +127,12 @@ def serve_settings(section: ServeSection) -> ServeSettings:
         log_content=section.log_content,
         batch_size=section.batch_size,
         max_body_bytes=section.max_body_bytes,
+        docs=section.docs,
+        metrics_key=section.metrics_key.get_secret_value() if section.metrics_key else None,
+        max_queue=section.max_queue,
+        request_timeout_s=section.request_timeout_s,
+        max_messages=section.max_messages,
+        max_choices=section.max_choices,
     )
 
 
