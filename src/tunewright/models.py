@@ -103,7 +103,8 @@ def is_ready(model: EmbeddedModel) -> bool:
 
 def resolve_model(name: str, prepare: bool = True) -> Path:
     """The local folder holding `name`: an embedded model (converted on first use), a local
-    folder, or a hub id downloaded into the Hugging Face cache."""
+    folder, or a hub id downloaded into the Hugging Face cache. A local `.gguf` file is returned
+    as it is: the loaders below read it through transformers, dequantised."""
     if name in EMBEDDED:
         model = EMBEDDED[name]
         if is_ready(model):
@@ -115,6 +116,8 @@ def resolve_model(name: str, prepare: bool = True) -> Path:
             )
         return prepare_embedded(name)
     path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path.resolve()
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(
@@ -245,7 +248,8 @@ def list_models() -> list[dict[str, Any]]:
 def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    where, gguf = _gguf_args(folder)
+    tokenizer = AutoTokenizer.from_pretrained(where, **gguf)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -268,9 +272,18 @@ def load_causal_lm(
 
     torch_dtype = resolve_dtype(dtype, torch)
     attention, _ = resolve_attn_implementation(attn_implementation, torch_dtype)
+    where, gguf = _gguf_args(folder)
     return AutoModelForCausalLM.from_pretrained(
-        folder, dtype=torch_dtype, attn_implementation=attention
+        where, dtype=torch_dtype, attn_implementation=attention, **gguf
     )
+
+
+def _gguf_args(where: Path) -> tuple[Path, dict[str, str]]:
+    """from_pretrained's arguments for a model folder, or for a GGUF file (its folder and
+    `gguf_file=`, which transformers reads by dequantising every tensor)."""
+    if str(where).endswith(".gguf"):
+        return Path(where).parent, {"gguf_file": Path(where).name}
+    return where, {}
 
 
 def resolve_attn_implementation(

@@ -11,7 +11,7 @@ Layout of a run folder `<runs_dir>/<name>/`; every path inside it comes from a f
       adapter/ or model/      PEFT adapter, or full fine-tuned weights   trained_output
       loss.png                                                           loss_plot
     eval/                     metrics.json, report.html                  eval_metrics, eval_report
-    export/                   merged/, model-<dtype>/                    merged_dir
+    export/                   merged/, model-<dtype>/, gguf-<quant>/     merged_dir
     serve/requests.jsonl      the default request log                    request_log
     openai/                   the OpenAI backend's job state             stage_dir(run, OPENAI)
 

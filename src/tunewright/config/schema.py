@@ -374,7 +374,35 @@ class EvalSection(Section):
 class ExportSection(Section):
     merge: bool = Field(True, description="Merge adapters into the base weights when possible.")
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
-        "float32", description="dtype of the exported weights."
+        "float32", description="dtype of the exported weights (format safetensors only)."
+    )
+    format: Literal["safetensors", "gguf", "ollama", "gguf-adapter"] = Field(
+        "safetensors",
+        description="safetensors: a transformers folder; gguf: one GGUF file for llama.cpp and "
+        "LM Studio; ollama: the GGUF plus a Modelfile; gguf-adapter: the LoRA adapter alone as "
+        "GGUF (float32, applied at load time). GGUF exports are checked for parity.",
+    )
+    quant: Literal[
+        "f16",
+        "bf16",
+        "q8_0",
+        "q4_0",
+        "q4_1",
+        "q5_0",
+        "q5_1",
+        "q2_k",
+        "q3_k_s",
+        "q3_k_m",
+        "q3_k_l",
+        "q4_k_s",
+        "q4_k_m",
+        "q5_k_s",
+        "q5_k_m",
+        "q6_k",
+    ] = Field(
+        "q8_0",
+        description="GGUF tensor type (formats gguf and ollama). K-quants (*_k*) need "
+        "llama-cpp-python (pip install 'tunewright[llamacpp]').",
     )
     push_to_hub: str | None = Field(
         None, description="Hub repo id to push to (token from HF_TOKEN, never saved)."

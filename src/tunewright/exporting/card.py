@@ -40,9 +40,11 @@ def model_card(
     dtype: str,
     merge: dict[str, Any] | None,
     where: str,
+    gguf: dict[str, Any] | None = None,
 ) -> str:
     """The card for weights exported from the trained files `trained` (path -> sha256 of the
-    adapter or full model); `where` is the repo id or folder the usage example loads."""
+    adapter or full model); `where` is the repo id or folder the usage example loads. `gguf`:
+    for GGUF exports, the file's record (type, size, parity figures)."""
     run_dir = config.run_dir
     train = read_manifest(stage_dir(run_dir, TRAIN)) or {}
     # The train section as trained (from its manifest), else as configured now.
@@ -66,6 +68,7 @@ def model_card(
         eval_status=eval_status,
         evaluation=evaluation,
         merge=merge,
+        gguf=gguf,
         config_yaml=_config_text(run_dir),
     )
 

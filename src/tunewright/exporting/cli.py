@@ -50,7 +50,29 @@ def export(
     dtype: Annotated[
         str | None,
         typer.Option(
-            "--dtype", help="fp32, fp16 or bf16 (default: export.dtype).", show_default=False
+            "--dtype",
+            help="fp32, fp16 or bf16 (default: export.dtype). Safetensors only; GGUF types are "
+            "--quant.",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="safetensors, gguf (one file for llama.cpp / LM Studio), ollama (GGUF + "
+            "Modelfile) or gguf-adapter (the LoRA adapter alone) (default: export.format).",
+            show_default=False,
+        ),
+    ] = None,
+    quant: Annotated[
+        str | None,
+        typer.Option(
+            "--quant",
+            help="GGUF tensor type: f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1; K-quants (q4_k_m, "
+            "...) with llama-cpp-python (default: export.quant). Not --dtype, which is for "
+            "safetensors.",
+            show_default=False,
         ),
     ] = None,
     push: Annotated[
@@ -68,8 +90,9 @@ def export(
         ),
     ] = False,
 ) -> None:
-    """Write <run>/export/model-<dtype>/ with a model card (merging first when needed), and push
-    it to the Hugging Face Hub."""
+    """Write <run>/export/model-<dtype>/ (safetensors) or <run>/export/gguf-<quant>/ (GGUF,
+    checked for parity; with a Modelfile for ollama) with a model card (merging first when
+    needed), and push it to the Hugging Face Hub."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -77,9 +100,12 @@ def export(
     from tunewright.console import err, out
     from tunewright.exporting.stage import export_model
 
-    cfg = load_config(config, overrides)
+    # --format/--quant are config overrides, so their values are validated like the YAML keys.
+    extra = [f"export.{k}={v}" for k, v in (("format", fmt), ("quant", quant)) if v is not None]
+    cfg = load_config(config, [*(overrides or []), *extra])
     result = export_model(cfg, dtype, push, dry_run, console=err)
-    out.print(f"[green]exported[/green] {result.dtype} -> {result.folder}")
+    label = result.dtype if result.format == "safetensors" else f"{result.format} {result.dtype}"
+    out.print(f"[green]exported[/green] {label} -> {result.folder}")
     if result.pushed:
         out.print(f"[green]pushed[/green] to {result.repo_id}: {result.pushed}")
         return

@@ -1,4 +1,5 @@
-"""What the export stage can check before any work: a hub push has its token."""
+"""What the export stage can check before any work: a hub push has its token, a K-quant
+GGUF has llama.cpp's quantiser."""
 
 from __future__ import annotations
 
@@ -9,9 +10,17 @@ from tunewright.exporting.hub import TOKEN_ENV
 
 
 def preflight(config: Config) -> list[str]:
+    problems = []
     if config.export.push_to_hub and not os.environ.get(TOKEN_ENV):
-        return [
+        problems.append(
             f"export.push_to_hub: pushing to {config.export.push_to_hub} needs a token in "
             f"${TOKEN_ENV}, which is not set"
-        ]
-    return []
+        )
+    if config.export.format != "safetensors":
+        from tunewright.exporting.gguf_file import GgufUnsupportedError, check_quant
+
+        try:
+            check_quant(config.export.quant)
+        except GgufUnsupportedError as exc:
+            problems.append(f"export.quant: {exc.message}; {exc.hint}")
+    return problems

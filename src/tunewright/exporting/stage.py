@@ -10,8 +10,13 @@ they cannot merge and are served as adapters; full fine-tuning has nothing to me
 fine-tuned ones -> `<run>/export/model-<dtype>/` with a model card `README.md`, then optionally
 one commit to the Hugging Face Hub, with the token from `HF_TOKEN` only.
 
-Both close `<run>/export/manifest.json`: its inputs are the trained files, `merge` holds the
-parity record and `exports` one entry per exported dtype.
+`export_gguf` (`--format gguf` / `ollama`): the same weights -> `<run>/export/gguf-<quant>/`,
+one GGUF file written with the `gguf` package (gguf_file.py), published only when it reproduces
+the model it came from (gguf_parity.py); for Ollama also a `Modelfile` whose Go template matches
+the chat template used in training (ollama.py).
+
+All close `<run>/export/manifest.json`: its inputs are the trained files, `merge` holds the
+parity record and `exports` one entry per exported dtype or GGUF type.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class ExportResult:
     private: bool
     dry_run: bool
     pushed: str | None = None  # commit URL of a real push
+    format: str = "safetensors"
+    parity: dict[str, Any] | None = None  # GGUF exports: the parity record
 
 
 def merge_adapter(config: Config, *, console: Console | None = None) -> Path:
@@ -98,11 +105,13 @@ def export_model(
     """Write `<run>/export/model-<dtype>/` (weights, tokenizer, generation config, model card)
     and push it to `push_to` (default `export.push_to_hub`) unless `dry_run`."""
     from tunewright.exporting.card import model_card
-    from tunewright.exporting.hub import check_no_secret, hub_token, push_folder, upload_listing
+    from tunewright.exporting.hub import check_no_secret, hub_token, upload_listing
     from tunewright.files import atomic_write_text
     from tunewright.runs import hash_inputs
 
     console = console or Console(stderr=True)
+    if config.export.format != "safetensors":
+        return export_gguf(config, push_to, dry_run, console=console)
     short = dtype_name(dtype or config.export.dtype)
     repo_id = push_to or config.export.push_to_hub
     token = hub_token(repo_id, dry_run)  # a real push without a token fails before any work
@@ -129,14 +138,171 @@ def export_model(
         exports = {**previous.get("exports", {}), short: _export_record(folder, source, files)}
         _keep_exports(run, exports)
         run.extra.update({"merge": previous.get("merge"), "exports": exports})
-    private = config.export.private
-    result = ExportResult(folder, short, files, repo_id, private, dry_run)
-    if repo_id and not dry_run and token:
-        console.print(f"[bold]export[/bold]: pushing {folder} to {repo_id}")
-        message = f"tunewright export of run {config.name} ({short})"
-        result.pushed = push_folder(folder, repo_id, token, private, message)
-        _record_push(config, short, repo_id, result.pushed)
+    result = ExportResult(folder, short, files, repo_id, config.export.private, dry_run)
+    _push(config, result, token, short, console)
     return result
+
+
+def export_gguf(
+    config: Config,
+    push_to: str | None = None,
+    dry_run: bool = False,
+    *,
+    console: Console | None = None,
+) -> ExportResult:
+    """Write `<run>/export/gguf-<export.quant>/`: the GGUF file (checked for parity), for
+    `export.format` ollama a Modelfile, and the model card; then push like `export_model`."""
+    from tunewright.exporting.card import model_card
+    from tunewright.exporting.gguf_file import check_quant, write_gguf
+    from tunewright.exporting.gguf_parity import check_gguf
+    from tunewright.exporting.hub import check_no_secret, hub_token, upload_listing
+    from tunewright.exporting.ollama import MODELFILE, match_template, modelfile
+    from tunewright.exporting.parity import probe_set
+    from tunewright.files import atomic_write_text
+    from tunewright.models import load_tokenizer
+    from tunewright.runs import hash_inputs
+
+    console = console or Console(stderr=True)
+    fmt, quant = config.export.format, config.export.quant
+    if fmt == "gguf-adapter":
+        return export_gguf_adapter(config, push_to, dry_run, console=console)
+    check_quant(quant)  # an unknown type or a K-quant without llama.cpp fails before any work
+    repo_id = push_to or config.export.push_to_hub
+    token = hub_token(repo_id, dry_run)
+    trained = trained_output(config)
+    tokenizer = load_tokenizer(trained)  # the chat template used in training
+    match = match_template(tokenizer) if fmt == "ollama" else None  # refused before merging
+    hashes = hash_inputs([trained])
+    source = trained if trained.name == "model" else _merged(config, hashes, console)
+    previous = _previous(config, hashes)
+    name = f"gguf-{quant}"
+    file_name = f"{config.name}-{quant}.gguf"
+    with stage_run(config, STAGE, inputs=[trained]) as run:
+        _drop_stale_exports(run.dir, previous.get("exports", {}))
+        folder = run.dir / name
+        with atomic_dir(run.output(name)) as tmp:
+            console.print(f"[bold]export[/bold]: writing {file_name} ({quant}) from {source}")
+            summary = write_gguf(
+                source, tmp / file_name, quant, name=config.name, end_of_turn=end_of_turn(tokenizer)
+            )
+            console.print("[bold]export[/bold]: loading it back to check parity")
+            parity = check_gguf(source, tmp / file_name, quant, probe_set(config.run_dir))
+            if match is not None:
+                atomic_write_text(tmp / MODELFILE, modelfile(file_name, tokenizer, match))
+            gguf = {
+                **summary.as_dict(),
+                "format": fmt,
+                "file": file_name,
+                "parity": parity,
+                "ollama_template": match.template.name if match else None,
+            }
+            card = model_card(
+                config,
+                trained=hashes,
+                dtype=quant,
+                merge=previous.get("merge"),
+                where=repo_id or str(folder),
+                gguf=gguf,
+            )
+            atomic_write_text(tmp / "README.md", card)
+            check_no_secret(tmp, token)
+        files = upload_listing(folder)
+        record = {**_export_record(folder, source, files), "gguf": gguf}
+        exports = {**previous.get("exports", {}), name: record}
+        _keep_exports(run, exports)
+        run.extra.update({"merge": previous.get("merge"), "exports": exports})
+    print_gguf_parity(console, parity)
+    result = ExportResult(folder, quant, files, repo_id, config.export.private, dry_run)
+    result.format, result.parity = fmt, parity
+    _push(config, result, token, name, console)
+    return result
+
+
+def export_gguf_adapter(
+    config: Config,
+    push_to: str | None = None,
+    dry_run: bool = False,
+    *,
+    console: Console | None = None,
+) -> ExportResult:
+    """Write `<run>/export/gguf-adapter/`: the LoRA adapter as a GGUF adapter file, checked
+    against the merge (gguf_adapter.py), and the model card; then push like `export_model`."""
+    from tunewright.exporting.card import model_card
+    from tunewright.exporting.gguf_adapter import check_adapter, write_gguf_adapter
+    from tunewright.exporting.hub import check_no_secret, hub_token, upload_listing
+    from tunewright.files import atomic_write_text
+    from tunewright.models import resolve_model
+    from tunewright.runs import hash_inputs
+
+    console = console or Console(stderr=True)
+    repo_id = push_to or config.export.push_to_hub
+    token = hub_token(repo_id, dry_run)
+    trained = trained_output(config)
+    if trained.name == "model" or config.train.method not in ("lora", "qlora"):
+        raise TunewrightError(
+            f"--format gguf-adapter: train.method {config.train.method} has no LoRA adapter "
+            "to write",
+            hint="Export the model instead: --format gguf.",
+        )
+    hashes = hash_inputs([trained])
+    merged = _merged(config, hashes, console)  # the yardstick for the adapter's deltas
+    previous = _previous(config, hashes)
+    name, file_name = "gguf-adapter", f"{config.name}-lora.gguf"
+    base_dir = resolve_model(config.model.name)
+    with stage_run(config, STAGE, inputs=[trained]) as run:
+        _drop_stale_exports(run.dir, previous.get("exports", {}))
+        folder = run.dir / name
+        with atomic_dir(run.output(name)) as tmp:
+            console.print(f"[bold]export[/bold]: writing {file_name} from {trained}")
+            summary = write_gguf_adapter(trained, base_dir, tmp / file_name, name=config.name)
+            check = check_adapter(tmp / file_name, base_dir, merged)
+            gguf = {**summary, "format": "gguf-adapter", "file": file_name, "check": check}
+            card = model_card(
+                config,
+                trained=hashes,
+                dtype="f32",
+                merge=previous.get("merge"),
+                where=repo_id or str(folder),
+                gguf=gguf,
+            )
+            atomic_write_text(tmp / "README.md", card)
+            check_no_secret(tmp, token)
+        files = upload_listing(folder)
+        record = {**_export_record(folder, trained, files), "gguf": gguf}
+        exports = {**previous.get("exports", {}), name: record}
+        _keep_exports(run, exports)
+        run.extra.update({"merge": previous.get("merge"), "exports": exports})
+    console.print(
+        f"[bold]export[/bold]: adapter deltas match the merge on {check['weights_checked']} "
+        f"weights (max difference {check['max_delta_diff']:.2e})"
+    )
+    result = ExportResult(folder, "f32", files, repo_id, config.export.private, dry_run)
+    result.format = "gguf-adapter"
+    _push(config, result, token, name, console)
+    return result
+
+
+def end_of_turn(tokenizer: Any) -> list[str]:
+    """The end-of-turn tokens the chat template writes, in `END_OF_TURN` order."""
+    from tunewright.generate import END_OF_TURN
+
+    template = getattr(tokenizer, "chat_template", None) or ""
+    vocab = tokenizer.get_vocab()
+    found = [t for t in END_OF_TURN if t in vocab and t in template]
+    return found or [tokenizer.eos_token]
+
+
+def _push(
+    config: Config, result: ExportResult, token: str | None, key: str, console: Console
+) -> None:
+    from tunewright.exporting.hub import push_folder
+
+    if not (result.repo_id and not result.dry_run and token):
+        return
+    console.print(f"[bold]export[/bold]: pushing {result.folder} to {result.repo_id}")
+    message = f"tunewright export of run {config.name} ({result.dtype})"
+    result.pushed = push_folder(result.folder, result.repo_id, token, result.private, message)
+    _record_push(config, key, result.repo_id, result.pushed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,10 +430,10 @@ def _export_record(folder: Path, source: Path, files: list[UploadFile]) -> dict[
 
 
 def _drop_stale_exports(stage_dir: Path, current: dict[str, Any]) -> None:
-    """Remove `model-*` folders exported from other trained weights, so every export folder
-    in the stage is one its manifest lists."""
+    """Remove `model-*` and `gguf-*` folders exported from other trained weights, so every
+    export folder in the stage is one its manifest lists."""
     keep = {record["folder"] for record in current.values()}
-    for folder in stage_dir.glob("model-*"):
+    for folder in [*stage_dir.glob("model-*"), *stage_dir.glob("gguf-*")]:
         if folder.is_dir() and folder.name not in keep:
             shutil.rmtree(folder)
 
@@ -295,3 +461,14 @@ def print_parity(console: Console, record: dict[str, Any]) -> None:
     )
     for check in parity_checks(record):
         console.print(f"  {check.describe()}")
+
+
+def print_gguf_parity(console: Console, record: dict[str, Any]) -> None:
+    from tunewright.exporting.gguf_parity import GgufCheck
+
+    check = GgufCheck(**{k: v for k, v in record["check"].items() if k != "passed"})
+    console.print(
+        f"[bold]export[/bold]: GGUF parity passed on {record['probes']} probes "
+        f"({record['probe_source']})"
+    )
+    console.print(f"  {check.describe()}")
