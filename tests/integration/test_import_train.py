@@ -53,3 +53,25 @@ def test_imported_quickstart_trains_with_the_named_template(run_cli, tmp_path, t
 
     weights = load_file(adapter)
     assert any(torch.count_nonzero(w) for n, w in weights.items() if "lora_B" in n)
+
+
+def test_imported_quickstart_trains_the_embedded_model_as_written(run_cli, tmp_path):
+    """The LLaMA-Factory config names SmolLM2 by its hub id: the import points it at the copy
+    tunewright ships, and it trains as imported (steps cut to 2 for the suite)."""
+    from tunewright.config.peers.translation import EMBEDDED_HUB_IDS
+    from tunewright.models import EMBEDDED
+
+    assert {m.hub_id: name for name, m in EMBEDDED.items()} == EMBEDDED_HUB_IDS
+    project = tmp_path / "llamafactory"
+    shutil.copytree(FIXTURES / "llamafactory", project)
+    out = project / "quickstart.tunewright.yaml"
+    source = project / "quickstart_lora_sft.yaml"
+    code, _, err = run_cli("import-config", str(source), "--out", str(out))
+    assert code == 0, err
+    assert "  name: smollm2-135m-instruct  # from: model_name_or_path" in out.read_text()
+    code, _, err = run_cli("train", str(out), "train.max_steps=2")
+    assert code == 0, err
+    run = project / "saves" / "smollm2" / "lora" / "quickstart"
+    manifest = json.loads((run / "train" / "manifest.json").read_text())
+    assert manifest["metrics"]["steps"] == 2
+    assert (run / "train" / "adapter" / "adapter_model.safetensors").is_file()

@@ -8,7 +8,7 @@ from typing import Any
 
 from tunewright.config.peers import common
 from tunewright.config.peers.axolotl_datasets import source_entries
-from tunewright.config.peers.translation import Translation
+from tunewright.config.peers.translation import Translation, model_name
 
 Handler = Callable[[Translation, str, Any, dict[str, Any]], None]
 OBJECTIVES = {"dpo": "dpo", "ipo": "dpo", "orpo": "orpo", "kto": "kto", "simpo": "simpo"}
@@ -198,7 +198,7 @@ def _epochs(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:
 
 
 HANDLERS: dict[str, Handler] = {
-    "base_model": _simple("model.name"),
+    "base_model": model_name,
     "trust_remote_code": _simple("model.trust_remote_code", bool),
     "chat_template": _chat_template,
     "chat_template_jinja": lambda t, k, v, r: t.ignored(k, "read with chat_template: jinja"),

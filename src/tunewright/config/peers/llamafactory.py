@@ -9,7 +9,7 @@ from typing import Any
 
 from tunewright.config.peers import common
 from tunewright.config.peers.dataset_info import read_dataset_info, source_entry
-from tunewright.config.peers.translation import Translation
+from tunewright.config.peers.translation import Translation, model_name
 
 Handler = Callable[[Translation, str, Any, dict[str, Any]], None]
 STAGES = {"sft": "sft", "dpo": "dpo", "kto": "kto", "pt": "sft"}
@@ -241,7 +241,7 @@ def _liger(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:
 
 
 HANDLERS: dict[str, Handler] = {
-    "model_name_or_path": _simple("model.name"),
+    "model_name_or_path": model_name,
     "trust_remote_code": _simple("model.trust_remote_code", bool),
     "template": _common(common.template),
     "flash_attn": _attention,

@@ -22,6 +22,24 @@ STATUS_TEXT = {
 }
 
 
+# Hub ids of the models tunewright ships (tunewright.models.EMBEDDED, which config may not
+# import; a test keeps the two equal): an imported config naming one trains on the shipped copy
+# instead of downloading it.
+EMBEDDED_HUB_IDS = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": "smollm2-135m-instruct",
+    "sentence-transformers/all-MiniLM-L6-v2": "minilm-l6",
+}
+
+
+def model_name(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:
+    """The peer's model key -> model.name; a hub id we ship becomes the embedded name."""
+    embedded = EMBEDDED_HUB_IDS.get(str(value))
+    if embedded is None:
+        t.put("model.name", value, key)
+    else:
+        t.put("model.name", embedded, key, f"the copy of {value} that tunewright ships (offline)")
+
+
 @dataclass
 class Row:
     """One source key: what it became (`target`, our dotted key) and, unless it translated
