@@ -3,14 +3,18 @@ or is reported as unknown; `datasets` and `test_datasets` go through `axolotl_da
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from tunewright.config.peers import common
 from tunewright.config.peers.axolotl_datasets import source_entries
-from tunewright.config.peers.translation import Translation, model_name
+from tunewright.config.peers.translation import (
+    Handler,
+    Translation,
+    model_name,
+)
+from tunewright.config.peers.translation import common as _common
+from tunewright.config.peers.translation import simple as _simple
 
-Handler = Callable[[Translation, str, Any, dict[str, Any]], None]
 OBJECTIVES = {"dpo": "dpo", "ipo": "dpo", "orpo": "orpo", "kto": "kto", "simpo": "simpo"}
 
 
@@ -70,20 +74,6 @@ def _datasets(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None
     entries = source_entries(t, key, value, preference)
     if entries:
         t.put(target, entries, key)
-
-
-def _simple(target: str, convert: Callable[[Any], Any] = lambda v: v, note: str = "") -> Handler:
-    def handle(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:
-        t.put(target, convert(value), key, note)
-
-    return handle
-
-
-def _common(function: Callable[[Translation, str, Any], None]) -> Handler:
-    def handle(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:
-        function(t, key, value)
-
-    return handle
 
 
 def _chat_template(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:

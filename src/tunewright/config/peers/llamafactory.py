@@ -4,14 +4,18 @@ through `dataset_info.json` in `dataset_dir` (see `dataset_info`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from tunewright.config.peers import common
 from tunewright.config.peers.dataset_info import read_dataset_info, source_entry
-from tunewright.config.peers.translation import Translation, model_name
+from tunewright.config.peers.translation import (
+    Handler,
+    Translation,
+    model_name,
+)
+from tunewright.config.peers.translation import common as _common
+from tunewright.config.peers.translation import simple as _simple
 
-Handler = Callable[[Translation, str, Any, dict[str, Any]], None]
 STAGES = {"sft": "sft", "dpo": "dpo", "kto": "kto", "pt": "sft"}
 PREF_LOSSES = {"sigmoid": ("dpo", "sigmoid"), "ipo": ("dpo", "ipo"), "hinge": ("dpo", "hinge")}
 ATTENTION = {"fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager", "auto": "auto"}
@@ -197,20 +201,6 @@ def _val_size(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None
         t.ignored(key, "no split asked; tunewright always holds out data.eval_fraction (0.1)")
     else:
         t.unsupported(key, "a count of examples: set data.eval_fraction to a share instead")
-
-
-def _simple(target: str, convert: Callable[[Any], Any] = lambda v: v, note: str = "") -> Handler:
-    def handle(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:
-        t.put(target, convert(value), key, note)
-
-    return handle
-
-
-def _common(function: Callable[[Translation, str, Any], None]) -> Handler:
-    def handle(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:
-        function(t, key, value)
-
-    return handle
 
 
 def _attention(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ per source key saying what became of it; and the commented YAML written from the
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,27 @@ EMBEDDED_HUB_IDS = {
     "HuggingFaceTB/SmolLM2-135M-Instruct": "smollm2-135m-instruct",
     "sentence-transformers/all-MiniLM-L6-v2": "minilm-l6",
 }
+
+
+Handler = Callable[["Translation", str, Any, dict[str, Any]], None]  # (t, key, value, raw)
+
+
+def simple(target: str, convert: Callable[[Any], Any] = lambda v: v, note: str = "") -> Handler:
+    """A handler that writes the source value (converted) to `target`."""
+
+    def handle(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:
+        t.put(target, convert(value), key, note)
+
+    return handle
+
+
+def common(function: Callable[[Translation, str, Any], None]) -> Handler:
+    """A handler from a function that needs no other source keys."""
+
+    def handle(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:
+        function(t, key, value)
+
+    return handle
 
 
 def model_name(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:
