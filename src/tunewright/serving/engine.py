@@ -84,7 +84,7 @@ class RunningBatch:
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
             )
@@ -110,7 +110,7 @@ class RunningBatch:
                 input_ids=ids,
                 attention_mask=self._mask,
                 position_ids=positions,
-                past_key_values=self._cache,
+                cache=self._cache,
                 use_cache=True,
             )
         return out.logits[:, -1].float()
