@@ -323,6 +323,9 @@ def print_run_summary(result: dict) -> None:
             f"[bold]verdict[/bold] ({result['eval']['primary_metric']}): "
             f"{result['eval']['verdict']}"
         )
+    for finding in result["eval"].get("diagnosis") or []:
+        line = escape(f"{finding['finding']} {finding['suggestion']}")
+        out.print(f"[bold]diagnosis[/bold]: {line}", soft_wrap=True)
     for name, path in result["artifacts"].items():
         if path:
             out.print(f"{name} -> {path}", soft_wrap=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-RATE_KEYS = ("exact_match", "accuracy", "f1", "rouge", "precision", "recall")
+RATE_KEYS = ("exact_match", "accuracy", "f1", "rouge", "precision", "recall", "win_rate")
 SCORE_KEYS = ("bleu", "chrf")
 MISSING = "—"
 

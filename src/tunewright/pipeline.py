@@ -136,6 +136,8 @@ def summary(config: Config, config_path: Path, outcomes: list[StageOutcome]) -> 
             "verdict": evals.get("verdict"),
             "primary_metric": evals.get("primary_metric"),
             "metrics": metrics,
+            # each {kind, finding (with its evidence), suggestion (a config change)}
+            "diagnosis": evals.get("diagnosis") or [],
         },
         "artifacts": {
             "data": str(stage_dir(config, DATA)),

@@ -10,6 +10,7 @@ Layout of a run folder `<runs_dir>/<name>/`; every path inside it comes from a f
     train/                    the training stage
       adapter/ or model/      PEFT adapter, or full fine-tuned weights   trained_output
       loss.png                                                           loss_plot
+      metrics.jsonl           every logged step and evaluation           train_history
     eval/                     metrics.json, report.html                  eval_metrics, eval_report
     export/                   merged/, model-<dtype>/, gguf-<quant>/     merged_dir
     serve/requests.jsonl      the default request log                    request_log
@@ -79,6 +80,10 @@ def loss_plot(run: Config | Path) -> Path:
     return stage_dir(run, TRAIN) / "loss.png"
 
 
+def train_history(run: Config | Path) -> Path:
+    return stage_dir(run, TRAIN) / "metrics.jsonl"
+
+
 def trained_output(run: Config | Path) -> Path | None:
     """`<run>/train/adapter` or `<run>/train/model`, or None when there is no trained result.
 
@@ -102,6 +107,11 @@ def eval_metrics(run: Config | Path) -> Path:
 
 def eval_report(run: Config | Path) -> Path:
     return stage_dir(run, EVAL) / "report.html"
+
+
+def judge_cache(run: Config | Path) -> Path:
+    """The judge's replies, one JSON line per request, so a rerun of eval costs nothing."""
+    return stage_dir(run, EVAL) / "judge_cache.jsonl"
 
 
 def merged_dir(run: Config | Path) -> Path:

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.support.judge_stub import judge_app
 from tests.support.projects import make_project
+from tests.support.serving import ServerThread
 
 from tunewright.config import load_config
 from tunewright.evaluation.stage import EvalGateError, evaluate_run
@@ -38,11 +40,41 @@ def project(folder: Path, model: Path) -> Path:
     )
 
 
-def test_learned_task_is_significantly_better(tmp_path, tiny_model_dir, run_cli):
+def test_learned_task_is_significantly_better(tmp_path, tiny_model_dir, run_cli, monkeypatch):
     config = project(tmp_path, tiny_model_dir)
     assert run_cli("train", str(config), "train.max_steps=40")[0] == 0
-    code, out, err = run_cli("eval", str(config), "--require-improvement")
+    # a suite where the learned answer is always the wrong choice: forgetting made visible.
+    # The right ones differ from it by one word, so the untrained base has no length or
+    # wording preference between them and gets some right.
+    colours = ["red", "green", "purple", "orange", "yellow", "black", "white", "pink", "brown"]
+    suite = tmp_path / "general.jsonl"
+    suite.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "question": f"Question {i}: which colour is meant?",
+                    "choices": [f"The answer is {c}.", ANSWER],
+                    "answer": 0,
+                }
+            )
+            + "\n"
+            for i, c in enumerate(colours * 4)
+        )
+    )
+    monkeypatch.setenv("TW_JUDGE_KEY", "judge-key")
+    app, received = judge_app("judge-key")
+    with ServerThread(app) as judge:
+        code, out, err = run_cli(
+            "eval",
+            str(config),
+            "--require-improvement",
+            f"eval.judge={{base_url: '{judge.url}/v1', model: rule-judge, "
+            "api_key_env: TW_JUDGE_KEY, price_per_1k_tokens: 0.002}",
+            f"eval.suites=[{suite}]",
+        )
     assert code == 0, err
+    assert "judge: 40 requests to rule-judge (0 cached)" in " ".join(err.split())
+    assert len(received) == 40 and (tmp_path / "runs/default/eval/judge_cache.jsonl").is_file()
     results = json.loads((tmp_path / "runs" / "default" / "eval" / "metrics.json").read_text())
     exact = next(m for m in results["metrics"] if m["metric"] == "exact_match")
     assert exact["base"] == 0.0 and exact["tuned"] >= 0.9
@@ -54,6 +86,14 @@ def test_learned_task_is_significantly_better(tmp_path, tiny_model_dir, run_cli)
     assert ANSWER in html and "exact_match" in html
     assert (tmp_path / "runs" / "default" / "eval" / "report.md").is_file()
     assert "verdict on exact_match: better" in " ".join(out.split())
+    judged = next(m for m in results["metrics"] if m["metric"] == "judge_win_rate")
+    assert judged["verdict"] == "better" and results["judge"]["wins"] >= 18
+    assert "Judge rule-judge: tuned won" in html and "judge_win_rate" in html
+    (general,) = results["suites"]
+    assert general["n_questions"] == 36 and general["chance"] == 0.5
+    row = general["metrics"][0]
+    assert row["metric"] == "general accuracy" and row["tuned"] == 0.0, row
+    assert row["verdict"] == "worse" and 'id="suites"' in html, row
 
 
 def test_zero_steps_is_no_significant_change_and_gate_fails(tmp_path, tiny_model_dir):

@@ -56,6 +56,8 @@ def test_run_then_rerun_skips_everything(tmp_path, tiny_model_dir, run_cli):
     assert status["eval"].startswith("ran")
     assert status["export"] == "skipped (export.merge is false)"
     assert "verdict (exact_match)" in out and "serve it: tunewright serve" in out
+    # 4 held-out examples can only show a very large change: the summary says so
+    assert "diagnosis: Too little eval data: with 4 examples" in " ".join(out.split())
     run_dir = tmp_path / "runs" / "pipe"
     assert (run_dir / "eval" / "report.html").is_file()
 

@@ -75,3 +75,6 @@ def test_encoder_classifier_trains_and_reloads(tmp_path, method):
     assert results["models"]["base"].startswith("majority class")
     predicted = {e["tuned"] for e in results["examples"]}
     assert predicted <= {"neg", "pos"}
+    confusion = results["confusion"]["tuned"]
+    assert confusion["labels"] == ["neg", "pos"]
+    assert sum(map(sum, confusion["counts"])) == results["n_examples"]

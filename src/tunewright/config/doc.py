@@ -6,6 +6,7 @@ reference. Both come from the same descriptions, so neither can drift from the c
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,9 @@ def reference_markdown(model: type[BaseModel] = Config, prefix: str = "") -> str
             default = yaml.safe_dump(_default(field), default_flow_style=True).strip()
             default = default.removesuffix("...").strip()
             rows.append(f"| `{key}` | `{default}` | {_cell(field.description)} |")
+            optional = _optional_section(field)
+            if optional is not None:  # off by default; its keys apply once it is set
+                rows.append(reference_markdown(optional, key + ".").rstrip("\n"))
     return "\n".join(rows) + "\n"
 
 
@@ -70,6 +74,14 @@ def _section_model(field: FieldInfo) -> type[BaseModel] | None:
     annotation = field.annotation
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
+    return None
+
+
+def _optional_section(field: FieldInfo) -> type[BaseModel] | None:
+    """X for a field typed `X | None` where X is a section."""
+    members = [a for a in typing.get_args(field.annotation) if a is not type(None)]
+    if len(members) == 1 and isinstance(members[0], type) and issubclass(members[0], BaseModel):
+        return members[0]
     return None
 
 

@@ -307,11 +307,16 @@ class TrainSection(Section):
     train_on_prompt: bool = Field(
         False, description="Compute loss on prompt tokens too (default: assistant tokens only)."
     )
-    save_every: Literal["epoch"] | PositiveInt = Field(
-        "epoch", description="Checkpoint every epoch, or every N optimizer steps."
+    save_every: Literal["epoch"] | PositiveInt | Auto = Field(
+        "auto",
+        description="Checkpoint every epoch, or every N optimizer steps; auto: when eval_every "
+        "does (so the best checkpoint is tracked).",
     )
-    eval_every: Literal["epoch"] | PositiveInt = Field(
-        "epoch", description="Evaluate every epoch, or every N optimizer steps."
+    eval_every: Literal["epoch"] | PositiveInt | Auto = Field(
+        "auto",
+        description="Evaluate every epoch, or every N optimizer steps; auto: twice per epoch "
+        "when an epoch is 30 optimizer steps or fewer (and train.max_steps is unset), else "
+        "every epoch.",
     )
     keep_checkpoints: int = Field(
         2, gt=0, description="Checkpoints kept (the best is always kept)."
@@ -348,6 +353,37 @@ class TrainSection(Section):
         return rewards
 
 
+class JudgeSection(Section):
+    base_url: str = Field(
+        description="OpenAI-compatible endpoint of the judge model, e.g. "
+        "https://api.openai.com/v1 or a `tunewright serve` URL ending in /v1."
+    )
+    model: str = Field(description="Judge model name, as the endpoint knows it.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the judge's API key."
+    )
+    rubric: str | Auto = Field(
+        "auto", description="What makes an answer better; auto picks one by task type."
+    )
+    price_per_1k_tokens: float | None = Field(
+        None, ge=0, description="Price per 1,000 tokens, to print an estimated cost first."
+    )
+
+
+class GateSection(Section):
+    improvement: bool = Field(
+        False,
+        description="Fail unless the primary metric is significantly better "
+        "(eval.require_improvement is an alias).",
+    )
+    no_worse_slice: bool = Field(
+        False, description="Fail when any slice (eval.slices) is significantly worse."
+    )
+    no_worse_suite: bool = Field(
+        False, description="Fail when any suite (eval.suites) is significantly worse."
+    )
+
+
 class EvalSection(Section):
     metrics: (
         list[Literal["exact_match", "accuracy", "f1", "bleu", "chrf", "rouge", "loss"]] | Auto
@@ -361,13 +397,30 @@ class EvalSection(Section):
         1000, gt=0, description="Paired bootstrap resamples for confidence intervals."
     )
     require_improvement: bool = Field(
-        False, description="Fail when the tuned model is not significantly better."
+        False, description="Alias of eval.gate.improvement, the gate's first form."
+    )
+    gate: GateSection = Field(
+        default_factory=GateSection, description="When `tunewright eval` exits 1 (for CI)."
     )
     primary_metric: str | Auto = Field(
-        "auto", description="The metric `require_improvement` judges."
+        "auto", description="The metric the verdict and eval.gate.improvement judge."
     )
     general_probe: bool = Field(
         True, description="Also run the general-skills probe set to catch forgetting."
+    )
+    judge: JudgeSection | None = Field(
+        None,
+        description="Pairwise LLM judge of base vs tuned answers (both orders); empty: none.",
+    )
+    suites: list[str] = Field(
+        default_factory=list,
+        description="Multiple-choice suites scored by log-likelihood, base vs tuned, to catch "
+        "forgetting: JSONL files (question, choices, answer) or builtin.",
+    )
+    slices: list[str] = Field(
+        default_factory=lambda: ["label", "source", "prompt_length"],
+        description="Compare per slice: label (classification), source (file), prompt_length "
+        "(tertile), or any record field (dotted, e.g. source.file); [] turns slices off.",
     )
 
 

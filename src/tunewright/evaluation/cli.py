@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tunewright.console import ConfigArg, OverridesArg, err, out
@@ -25,6 +26,10 @@ def evaluate(
         bool,
         typer.Option("--require-improvement", help="Exit 1 unless significantly better."),
     ] = False,
+    checkpoints: Annotated[
+        bool,
+        typer.Option("--checkpoints", help="Also evaluate every kept checkpoint (a curve)."),
+    ] = False,
 ) -> None:
     """Compare the tuned model with its base on held-out data; writes report.html."""
     from tunewright.config import load_config
@@ -35,7 +40,7 @@ def evaluate(
     if require_improvement:
         cfg.eval.require_improvement = True
     try:
-        results = evaluate_run(cfg, data_file=data, console=err)
+        results = evaluate_run(cfg, data_file=data, console=err, checkpoints=checkpoints)
     finally:
         report = eval_report(cfg)
         if report.is_file():
@@ -59,3 +64,14 @@ def print_eval_summary(results: dict) -> None:
         f"[bold]verdict[/bold] on {results['primary_metric']}: {results['verdict']} "
         f"({results['n_examples']} examples)"
     )
+    if results.get("primary_reason"):
+        reason = escape(f"{results['primary_metric']}: {results['primary_reason']}")
+        out.print(f"  {reason}", soft_wrap=True)
+    for finding in results.get("diagnosis") or []:
+        line = escape(f"{finding['finding']} {finding['suggestion']}")
+        out.print(f"[bold]diagnosis[/bold]: {line}", soft_wrap=True)
+    if "checkpoints" in results:
+        out.print(f"[bold]checkpoints[/bold]: {results['checkpoints']['summary']}")
+    worse = results.get("slices", {}).get("worse")
+    if worse:
+        out.print(f"[bold]significantly worse slices[/bold] (Holm-corrected): {', '.join(worse)}")

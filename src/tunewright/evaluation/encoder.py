@@ -20,6 +20,7 @@ def evaluate_encoder(
     from tunewright.data.records import expected_answer
     from tunewright.evaluation.compare import compare_metric, examples_table, train_summary
     from tunewright.evaluation.metrics import select_metrics
+    from tunewright.evaluation.slices import slice_results
 
     train = read_jsonl(data_split(config, "train"))
     majority = Counter(str(r["label"]) for r in train).most_common(1)[0][0]
@@ -46,6 +47,7 @@ def evaluate_encoder(
         "metrics": comparisons,
         "examples": examples_table(records, prompts, references, outputs, primary),
         "train": train_summary(config),
+        **slice_results(records, outputs, references, primary, names, config, labels),
         "warnings": [
             "Encoder classifier: 'base' is the majority-class baseline, since the "
             "untrained classification head has no meaningful answers."

@@ -107,7 +107,21 @@ def summary_sentence(results: Results) -> str:
     row = _primary_row(results)
     if row is None:
         return f"{lead}."
-    return f"{lead}: {_change_phrase(row)}"
+    return f"{lead}: {_change_phrase(row)}{_disagreeing(results, row, verdict)}"
+
+
+def _disagreeing(results: Results, primary: Row, verdict: str | None) -> str:
+    """e.g. "; but chrf, rougeL and loss are significantly better": the other metrics whose
+    significant verdict differs from the headline's, so the headline never hides them."""
+    others = [r for r in _metric_rows(results) if r is not primary]
+    parts = []
+    for side in ("better", "worse"):
+        names = [str(r.get("metric")) for r in others if r.get("verdict") == side != verdict]
+        if names:
+            listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+            verb = "is" if len(names) == 1 else "are"
+            parts.append(f"{listed} {verb} significantly {side}")
+    return f"; but {' and '.join(parts)}" if parts else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,6 +142,8 @@ def _report_view(results: Results) -> dict[str, Any]:
         "verdict": verdict,
         "verdict_class": _verdict_class(verdict),
         "summary": summary_sentence(results),
+        "primary_line": _primary_line(results),
+        "diagnosis": [f"{d['finding']} {d['suggestion']}" for d in results.get("diagnosis") or []],
         "probe_line": _probe_line(results),
         "warnings": results.get("warnings") or [],
         "metrics": [_metric_cells(row) for row in _metric_rows(results)],
@@ -140,7 +156,93 @@ def _report_view(results: Results) -> dict[str, Any]:
         else None,
         "primary_metric": str(results.get("primary_metric") or "score"),
         "details": _details(results),
+        "judge_line": _judge_line(results.get("judge")),
+        "checkpoints": _checkpoints_view(results.get("checkpoints")),
+        "suites": [
+            {
+                "suite": suite.get("suite"),
+                "n_questions": suite.get("n_questions"),
+                "chance": format_value("accuracy", suite.get("chance")),
+                "metrics": [_metric_cells(row) for row in _metric_rows(suite)],
+            }
+            for suite in results.get("suites") or []
+        ],
+        "slices": _slices_view(results.get("slices")),
+        "slice_line": _slice_line(results),
+        "confusion": [
+            {"side": side, **matrix} for side, matrix in (results.get("confusion") or {}).items()
+        ],
     }
+
+
+def _checkpoints_view(curve: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The checkpoint curve's summary, plot and one row per point."""
+    if not curve or not curve.get("points"):
+        return None
+    from tunewright.evaluation.checkpoints import curve_png
+
+    metric = str(curve.get("metric"))
+    rows = [
+        {
+            "name": p.get("name"),
+            "step": p.get("step"),
+            "best": p.get("name") == (curve.get("best") or {}).get("name"),
+            "value": format_value(metric, p.get("value")) if "value" in p else MISSING,
+            "ci": format_ci(metric, p.get("value_ci_low"), p.get("value_ci_high"))
+            if "value" in p
+            else MISSING,
+            "loss": format_value("loss", p.get("loss")),
+            "loss_ci": format_ci("loss", p.get("loss_ci_low"), p.get("loss_ci_high")),
+        }
+        for p in curve["points"]
+    ]
+    return {
+        "metric": metric,
+        "summary": curve.get("summary"),
+        "rows": rows,
+        "png": curve_png(curve),
+    }
+
+
+def _judge_line(judge: Mapping[str, Any] | None) -> str | None:
+    """Win/tie/loss counts and how often the judge agreed with itself across answer orders."""
+    if not judge:
+        return None
+    return (
+        f"Judge {judge.get('model')}: tuned won {judge.get('wins')}, tied {judge.get('ties')}, "
+        f"lost {judge.get('losses')} of {judge.get('n_examples')} (a verdict counts only when "
+        f"both answer orders agree; both orders agreed on {judge.get('consistency', 0):.0%})."
+    )
+
+
+def _slices_view(slices: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not slices or not slices.get("rows"):
+        return None
+    rows = [
+        {
+            **_metric_cells(row),
+            "dimension": row.get("dimension"),
+            "slice": row.get("slice"),
+            "n_examples": row.get("n_examples"),
+            "p": format_p(row.get("p_holm")),
+        }
+        for row in slices["rows"]
+    ]
+    return {
+        "metric": slices.get("metric"),
+        "rows": rows,
+        "too_small": slices.get("too_small"),
+        "min_examples": slices.get("min_examples"),
+    }
+
+
+def _slice_line(results: Results) -> str | None:
+    """Slices that got significantly worse, said at the top even when the verdict is better."""
+    worse = (results.get("slices") or {}).get("worse") or []
+    if not worse:
+        return None
+    lead = "Yet significantly worse" if _overall_verdict(results) == "better" else "Worse"
+    return f"{lead} on {len(worse)} slice{'s' if len(worse) > 1 else ''}: {', '.join(worse)}."
 
 
 def _metric_cells(row: Row) -> dict[str, Any]:
@@ -246,6 +348,12 @@ def _overall_verdict(results: Results) -> str | None:
         return str(results["verdict"])
     row = _primary_row(results)
     return None if row is None else row.get("verdict")
+
+
+def _primary_line(results: Results) -> str | None:
+    """Which metric the verdict reads and why, e.g. "Verdict on chrf (auto: free-form ...)"."""
+    reason = results.get("primary_reason")
+    return f"Verdict on {results.get('primary_metric')} ({reason})." if reason else None
 
 
 def _probe_line(results: Results) -> str | None:

@@ -19,7 +19,9 @@ from tunewright.config import Config
 from tunewright.data.records import Record, expected_answer, prompt_messages
 from tunewright.errors import TunewrightError
 from tunewright.evaluation.compare import compare_metric, examples_table, train_summary
+from tunewright.evaluation.gate import gate_checks
 from tunewright.evaluation.selection import left_out_note, select_examples
+from tunewright.evaluation.slices import slice_results
 from tunewright.files import atomic_write_json, read_jsonl
 from tunewright.generate import Decoding, generate
 from tunewright.runs import (
@@ -38,7 +40,7 @@ STAGE = EVAL
 
 
 class EvalGateError(TunewrightError):
-    """`eval.require_improvement` is set and the tuned model is not significantly better."""
+    """A check of `eval.gate` (or `eval.require_improvement`) failed."""
 
 
 @dataclass
@@ -58,9 +60,15 @@ class Models:
 
 
 def evaluate_run(
-    config: Config, *, data_file: Path | None = None, console: Console | None = None
+    config: Config,
+    *,
+    data_file: Path | None = None,
+    console: Console | None = None,
+    checkpoints: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate `<run>/train/`'s result against the base model; writes `<run>/eval/`."""
+    """Evaluate `<run>/train/`'s result against the base model; writes `<run>/eval/`.
+    `checkpoints`: also every kept checkpoint, for the checkpoint curve."""
+    from tunewright.evaluation.diagnosis import diagnose_run
     from tunewright.evaluation.report import write_reports
 
     console = console or Console(stderr=True)
@@ -71,14 +79,27 @@ def evaluate_run(
     if note:
         console.print(f"[bold]eval[/bold]: {note}")
     labels = (read_manifest(stage_dir(config, TRAIN)) or {}).get("labels")
+    if config.eval.judge is not None and not labels:  # fail before generating anything
+        from tunewright.evaluation.judge import check_judge
+
+        check_judge(config.eval.judge)
     with stage_run(config, STAGE, inputs=[*inputs, tuned_dir]) as run:
         if labels:  # an encoder with a classification head
             from tunewright.evaluation.encoder import evaluate_encoder
 
+            if checkpoints:
+                console.print("[bold]eval[/bold]: --checkpoints is for causal LMs; skipped")
+
             results = evaluate_encoder(config, tuned_dir, records, labels)
         else:
             results = _evaluate(config, _load_models(config, tuned_dir), records, console)
+            if checkpoints:
+                from tunewright.evaluation.checkpoints import checkpoint_curve
+
+                results["checkpoints"] = checkpoint_curve(config, records, results, console)
         results["selection"] = selection
+        results["diagnosis"] = diagnose_run(config, results)
+        results["gate"] = gate_checks(config, results)
         atomic_write_json(run.output("metrics.json"), results)
         loss_png = loss_plot(config)
         for name in write_reports(results, run.dir, loss_png if loss_png.is_file() else None):
@@ -88,13 +109,12 @@ def evaluate_run(
                 "verdict": results["verdict"],
                 "primary_metric": results["primary_metric"],
                 "n_examples": results["n_examples"],
+                "diagnosis": results["diagnosis"],
             }
         )
-    if config.eval.require_improvement and results["verdict"] != "better":
+    if not results["gate"]["passed"]:
         raise EvalGateError(
-            f"eval.require_improvement: {results['primary_metric']} is "
-            f"'{results['verdict']}', not significantly better",
-            hint=f"See {run.dir / 'report.html'}.",
+            "; ".join(results["gate"]["failures"]), hint=f"See {run.dir / 'report.html'}."
         )
     return results
 
@@ -168,6 +188,12 @@ def _evaluate(config: Config, models: Models, records: list[Record], console: Co
     decoding = Decoding(max_new_tokens=config.eval.max_new_tokens, seed=config.seed)
     prompts = [prompt_messages(r) for r in records]
     references = [expected_answer(r) or "" for r in records]
+    reason = "config: eval.primary_metric"
+    if config.eval.primary_metric == "auto":
+        from tunewright.evaluation.primary import choose_primary
+
+        chosen = choose_primary(references, names, task)
+        primary, reason = chosen.metric, chosen.reason
     outputs = {
         which: _generate(models, which, prompts, decoding, config, console)
         for which in ("base", "tuned")
@@ -181,12 +207,18 @@ def _evaluate(config: Config, models: Models, records: list[Record], console: Co
         comparisons.insert(0, compare_preference_accuracy(models, records, config))
         if config.eval.primary_metric == "auto":
             primary = METRIC  # what a preference objective trains for
+            reason = "auto: what a preference objective trains for"
     if config.train.objective == "grpo":
         from tunewright.evaluation.rewards import TOTAL, compare_rewards
 
         comparisons[:0] = compare_rewards(outputs, records, config)
         if config.eval.primary_metric == "auto":
             primary = TOTAL  # the weighted reward grpo maximises
+            reason = "auto: the weighted reward grpo maximises"
+    judged = None
+    if config.eval.judge is not None:
+        judged = _judge(config, task, prompts, references, outputs, console)
+        comparisons += judged["metrics"]
     by_name = {c["metric"]: c for c in comparisons}
     if primary not in by_name:
         raise TunewrightError(
@@ -204,14 +236,51 @@ def _evaluate(config: Config, models: Models, records: list[Record], console: Co
             "batch_size": config.eval.batch_size,
         },
         "primary_metric": primary,
+        "primary_reason": reason,
         "verdict": by_name[primary]["verdict"],
         "metrics": comparisons,
         "examples": examples_table(records, prompts, references, outputs, primary),
         "train": train_summary(config),
+        **slice_results(records, outputs, references, primary, names, config),
     }
+    if judged is not None:
+        from tunewright.evaluation.judge import consistency_warning
+
+        results["judge"] = {k: v for k, v in judged.items() if k != "metrics"}
+        if warning := consistency_warning(judged):
+            results.setdefault("warnings", []).append(warning)
     if config.eval.general_probe:
         results["probe"] = _probe(models, decoding, config, console)
+    if config.eval.suites:
+        from tunewright.evaluation.suites import compare_suites
+
+        results["suites"] = compare_suites(models, config)
     return results
+
+
+def _judge(
+    config: Config,
+    task: str,
+    prompts: list,
+    references: list[str],
+    outputs: dict[str, list[str]],
+    console: Console,
+) -> dict[str, Any]:
+    from tunewright.evaluation.judge import judge_outputs
+    from tunewright.runs import judge_cache
+
+    assert config.eval.judge is not None
+    return judge_outputs(
+        config.eval.judge,
+        task,
+        prompts,
+        references,
+        outputs,
+        judge_cache(config),
+        console,
+        samples=config.eval.bootstrap_samples,
+        seed=config.seed,
+    )
 
 
 def _generate(

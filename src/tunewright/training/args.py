@@ -48,8 +48,8 @@ def training_arguments(
 
     train = config.train
     dtype = compute_dtype(config)
-    save_strategy, save_steps = _strategy(train.save_every)
-    eval_strategy, eval_steps = _strategy(train.eval_every) if has_eval else ("no", None)
+    save_strategy, save_steps = _strategy(hyper.save_every)
+    eval_strategy, eval_steps = _strategy(hyper.eval_every) if has_eval else ("no", None)
     # The best checkpoint can only be tracked when every checkpoint has an eval loss.
     track_best = has_eval and (save_strategy, save_steps) == (eval_strategy, eval_steps)
     return args_class(

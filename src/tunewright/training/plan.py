@@ -132,7 +132,7 @@ def eta_seconds(config: Config, tokens: Tokens, hyper: Any, result: PlanResult) 
     if config.train.max_steps is not None:
         steps = config.train.max_steps
         train_tokens = steps * hyper.global_batch * tokens.mean
-    every = config.train.eval_every
+    every = hyper.eval_every
     evals = (hyper.epochs if every == "epoch" else steps // every) + 1  # + the final one
     eval_tokens = tokens.eval_total * evals * EVAL_COST
     return (train_tokens + eval_tokens) / speed if speed else 0.0

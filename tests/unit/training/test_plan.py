@@ -118,7 +118,13 @@ def test_too_big_warns_and_skips_the_warmup(monkeypatch, tmp_path, tiny_model_di
 
 
 def test_eta_counts_epochs_and_evaluations():
-    config = load_config(None, ["train.epochs=2", "train.batch_size=4", "train.grad_accum=1"])
+    settings = [
+        "train.epochs=2",
+        "train.batch_size=4",
+        "train.grad_accum=1",
+        "train.eval_every=epoch",
+    ]
+    config = load_config(None, settings)
     hyper = resolve_hyper(config.train, 10**8, 100)
     result = PlanResult("cpu", 1, "single", {}, 0.0, 1.0, "fits", tokens(), {}, tokens_per_s=100.0)
     # 2 epochs x 10,000 tokens + 3 evaluations (2 epochs + final) x 1,000 tokens at 1/3 cost

@@ -1,0 +1,159 @@
+"""Multiple-choice benchmark suites scored by log-likelihood (`eval.suites`), the way
+lm-evaluation-harness scores them: no text is generated, so answer length, truncation and
+phrasing cannot move the score.
+
+Each question is rendered as `Question: …\\nAnswer:` and each choice as its continuation
+` <choice>`; the model's summed log-probability of the continuation's tokens, divided by the
+continuation's length in UTF-8 bytes (lm-eval's `acc_norm`, so a long choice is not penalised
+for having more tokens), picks its answer. Base and tuned answer the same questions; their
+accuracies are compared with McNemar's test and a paired bootstrap interval, like every
+right/wrong metric.
+
+A suite file is JSONL, one question per line: {"question": str, "choices": [str, ...],
+"answer": index | choice text}.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tunewright.config import Config
+from tunewright.errors import TunewrightError
+
+# `builtin` in eval.suites: 293 project-written general questions (geography, science, language,
+# common sense, arithmetic), four choices each; the embedded smollm2-135m-instruct gets 79% of
+# them right (chance 25%), so a drop after fine-tuning can show.
+BUILTIN = "builtin"
+BUILTIN_PATH = Path(__file__).parent / "suite_data" / "builtin.jsonl"
+
+
+def suite_path(config: Config, name: str) -> Path:
+    return BUILTIN_PATH if name == BUILTIN else config.resolve(name)
+
+
+def load_suite(path: Path) -> list[dict[str, Any]]:
+    """The questions of a suite file, each with `answer` as an index; every problem at once,
+    each named by file and line."""
+    if not path.is_file():
+        raise TunewrightError(f"eval.suites: {path} does not exist")
+    questions, problems = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            questions.append(_question(json.loads(line)))
+        except (ValueError, TypeError, KeyError) as exc:
+            problems.append(f"{path}:{number}: {exc}")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise TunewrightError(
+            f"eval.suites: {len(problems)} unreadable questions{more}:\n  "
+            + "\n  ".join(problems[:5]),
+            hint='Each line: {"question": "...", "choices": ["...", "..."], "answer": 0}',
+        )
+    if not questions:
+        raise TunewrightError(f"eval.suites: {path} holds no questions")
+    return questions
+
+
+def _question(row: Any) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise ValueError("not a JSON object")
+    question, choices, answer = row["question"], row["choices"], row["answer"]
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question must be non-empty text")
+    if not (
+        isinstance(choices, list)
+        and len(choices) >= 2
+        and all(isinstance(c, str) and c.strip() for c in choices)
+    ):
+        raise ValueError("choices must be a list of at least two non-empty texts")
+    if isinstance(answer, str):
+        if answer not in choices:
+            raise ValueError(f"answer {answer!r} is not one of the choices")
+        answer = choices.index(answer)
+    if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+        raise ValueError(f"answer must be a choice index below {len(choices)} or a choice's text")
+    return {"question": question, "choices": choices, "answer": answer}
+
+
+def context_text(question: str) -> str:
+    return f"Question: {question}\nAnswer:"
+
+
+def choose(model: Any, tokenizer: Any, questions: list[dict[str, Any]]) -> list[int]:
+    """The choice the model finds most likely (per byte) for each question."""
+    return [
+        max(range(len(scores)), key=scores.__getitem__)
+        for scores in choice_scores(model, tokenizer, questions)
+    ]
+
+
+def choice_scores(model: Any, tokenizer: Any, questions: list[dict[str, Any]]) -> list[list[float]]:
+    """Each choice's summed log-probability per UTF-8 byte: one forward pass per question over
+    all its choices, right-padded."""
+    import torch
+
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    found = []
+    for item in questions:
+        context = tokenizer(context_text(item["question"]), add_special_tokens=False).input_ids
+        continuations = [
+            tokenizer(f" {c}", add_special_tokens=False).input_ids for c in item["choices"]
+        ]
+        rows = [context + cont for cont in continuations]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+        with torch.no_grad():
+            logprobs = torch.log_softmax(
+                model(input_ids=ids, attention_mask=mask).logits.float(), -1
+            )
+        scores = []
+        for row, (cont, choice) in enumerate(zip(continuations, item["choices"], strict=True)):
+            # token t is predicted by the logits at position t - 1
+            positions = torch.arange(len(context) - 1, len(context) + len(cont) - 1, device=device)
+            targets = torch.tensor(cont, device=device)
+            total = logprobs[row, positions, targets].sum().item()
+            scores.append(total / len(f" {choice}".encode()))
+        found.append(scores)
+    return found
+
+
+def compare_suites(models: Any, config: Config) -> list[dict[str, Any]]:
+    """One entry per suite: its name, size, chance level and the accuracy comparison row."""
+    from tunewright.evaluation.stats import compare
+
+    entries = []
+    for name in config.eval.suites:
+        path = suite_path(config, name)
+        questions = load_suite(path)
+        correct = {}
+        for which in ("base", "tuned"):
+            picks = models.run(which, lambda model, q=questions: choose(model, models.tokenizer, q))
+            correct[which] = [
+                float(p == q["answer"]) for p, q in zip(picks, questions, strict=True)
+            ]
+        n = len(questions)
+        row = compare(
+            f"{path.stem} accuracy",
+            correct["base"],
+            correct["tuned"],
+            sum(correct["base"]) / n,
+            sum(correct["tuned"]) / n,
+            binary=True,
+            samples=config.eval.bootstrap_samples,
+            seed=config.seed,
+        )
+        entries.append(
+            {
+                "suite": name,
+                "n_questions": n,
+                "chance": sum(1 / len(q["choices"]) for q in questions) / n,
+                "metrics": [{**row.as_dict(), "higher_is_better": True}],
+            }
+        )
+    return entries
