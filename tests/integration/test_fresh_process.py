@@ -105,3 +105,19 @@ def test_commands_needing_a_model_answer_help_in_a_fresh_process(command: str, t
     done = fresh("-m", "tunewright", *command.split(), "--help", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Usage:" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_json_output_is_json_alone_when_libraries_print(project: Path, tunewright_home: Path):
+    """transformers prints "[INFO] Running in WANDB offline mode" to stdout when it loads with
+    WANDB_MODE=offline; `plan --json` must still print nothing but its JSON there."""
+    env = {
+        "TUNEWRIGHT_HOME": str(tunewright_home),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+    }
+    done = fresh(
+        "-m", "tunewright", "plan", "config.yaml", "--json", "--no-warmup", cwd=project, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "WANDB offline" in done.stderr  # the library did print; it went to stderr
+    assert "memory" in json.loads(done.stdout)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from typing import Annotated
 
 import typer
@@ -93,9 +95,12 @@ def plan(
     from tunewright.config import load_config
     from tunewright.training.plan import plan_training, print_plan
 
-    result = plan_training(
-        load_config(config, overrides), processes=nproc, warmup=warmup, console=err
-    )
+    # Libraries print to stdout as they load (transformers: "[INFO] Running in WANDB offline
+    # mode" when WANDB_MODE=offline); with --json, stdout must hold the JSON alone.
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        result = plan_training(
+            load_config(config, overrides), processes=nproc, warmup=warmup, console=err
+        )
     if as_json:
         out.print_json(json.dumps(result.as_dict()))
         return
