@@ -56,7 +56,7 @@ def _refuse_foreign(path: Path, raw: dict[str, Any]) -> None:
     if peer is not None:
         raise ConfigError(
             str(path),
-            [f"this is a {peer} config, not a tunewright one"],
+            [f"this is {'an' if peer[0] in 'AEIOU' else 'a'} {peer} config, not a tunewright one"],
             hint=f"Translate it (every key, with a table of what became of each): "
             f"{import_command(path)}",
         )

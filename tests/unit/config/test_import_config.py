@@ -188,8 +188,8 @@ def test_run_and_validate_on_a_peer_config_print_the_import_command(run_cli, tmp
         for command in ("validate", "run"):
             code, _, err = run_cli(command, str(source))
             assert code == 1
-            peer = "LLaMA-Factory" if source.suffix == ".yaml" else "Axolotl"
-            assert f"this is a {peer} config" in err
+            peer = "a LLaMA-Factory" if source.suffix == ".yaml" else "an Axolotl"
+            assert f"this is {peer} config" in err
             expected = f"tunewright import-config {source} --out "
             assert expected + str(source.with_name(f"{source.stem}.tunewright.yaml")) in err
 

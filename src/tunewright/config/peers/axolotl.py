@@ -11,6 +11,7 @@ from tunewright.config.peers.translation import (
     Handler,
     Translation,
     model_name,
+    translate_keys,
 )
 from tunewright.config.peers.translation import common as _common
 from tunewright.config.peers.translation import simple as _simple
@@ -20,22 +21,13 @@ OBJECTIVES = {"dpo": "dpo", "ipo": "dpo", "orpo": "orpo", "kto": "kto", "simpo":
 
 def translate(raw: dict[str, Any], t: Translation) -> None:
     consumed = _method(raw, t)
-    for key, value in raw.items():
-        handler = HANDLERS.get(key)
-        if key in consumed:
-            continue
-        if value is None:
-            t.ignored(key, "unset (null)")
-        elif handler is not None:
-            handler(t, key, value, raw)
-        elif key in IGNORED:
-            t.ignored(key, IGNORED[key])
-        elif key in UNSUPPORTED:
-            t.unsupported(key, UNSUPPORTED[key])
-        elif key.startswith("wandb_"):
-            t.ignored(key, "W&B settings come from WANDB_* environment variables")
-        else:
-            t.unsupported(key, "not known to the importer; find its tunewright key in the README")
+    translate_keys(raw, t, consumed, HANDLERS, IGNORED, UNSUPPORTED, _wandb)
+
+
+def _wandb(key: str) -> str | None:
+    return (
+        "W&B settings come from WANDB_* environment variables" if key.startswith("wandb_") else None
+    )
 
 
 def _method(raw: dict[str, Any], t: Translation) -> set[str]:

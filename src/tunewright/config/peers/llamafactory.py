@@ -12,6 +12,7 @@ from tunewright.config.peers.translation import (
     Handler,
     Translation,
     model_name,
+    translate_keys,
 )
 from tunewright.config.peers.translation import common as _common
 from tunewright.config.peers.translation import simple as _simple
@@ -38,20 +39,7 @@ LORA_DEFAULTS: dict[str, Any] = {"lora_rank": 8, "lora_dropout": 0.0}
 def translate(raw: dict[str, Any], t: Translation) -> None:
     consumed = _method(raw, t)
     _defaults(raw, t)
-    for key, value in raw.items():
-        handler = HANDLERS.get(key)
-        if key in consumed:
-            continue
-        if value is None:
-            t.ignored(key, "unset (null)")
-        elif handler is not None:
-            handler(t, key, value, raw)
-        elif key in IGNORED:
-            t.ignored(key, IGNORED[key])
-        elif key in UNSUPPORTED:
-            t.unsupported(key, UNSUPPORTED[key])
-        else:
-            t.unsupported(key, "not known to the importer; find its tunewright key in the README")
+    translate_keys(raw, t, consumed, HANDLERS, IGNORED, UNSUPPORTED)
     _datasets(raw, t)
 
 

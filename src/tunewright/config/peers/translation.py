@@ -53,6 +53,37 @@ def common(function: Callable[[Translation, str, Any], None]) -> Handler:
     return handle
 
 
+def translate_keys(
+    raw: dict[str, Any],
+    t: Translation,
+    consumed: set[str],
+    handlers: dict[str, Handler],
+    ignored: dict[str, str],
+    unsupported: dict[str, str],
+    not_needed: Callable[[str], str | None] = lambda key: None,
+) -> None:
+    """Every source key but `consumed`, through its handler, or a row saying it is not needed
+    or not supported (and what to do). `not_needed(key)` may say why a key outside the tables
+    needs nothing (Axolotl's wandb_* keys)."""
+    for key, value in raw.items():
+        if key in consumed:
+            continue
+        handler = handlers.get(key)
+        why = not_needed(key)
+        if value is None:
+            t.ignored(key, "unset (null)")
+        elif handler is not None:
+            handler(t, key, value, raw)
+        elif key in ignored:
+            t.ignored(key, ignored[key])
+        elif key in unsupported:
+            t.unsupported(key, unsupported[key])
+        elif why:
+            t.ignored(key, why)
+        else:
+            t.unsupported(key, "not known to the importer; find its tunewright key in the README")
+
+
 def model_name(t: Translation, key: str, value: Any, raw: dict[str, Any]) -> None:
     """The peer's model key -> model.name; a hub id we ship becomes the embedded name."""
     embedded = EMBEDDED_HUB_IDS.get(str(value))
