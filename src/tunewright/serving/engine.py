@@ -74,7 +74,7 @@ class RunningBatch:
         from transformers import DynamicCache
 
         device = self._device()
-        width = max(len(p) for p in prompts)
+        width = _bucketed(max(len(p) for p in prompts))
         ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -146,6 +146,17 @@ class RunningBatch:
 
     def _device(self) -> Any:
         return next(self.model.parameters()).device
+
+
+# Prefill widths are rounded up to a multiple of this many tokens (more left padding, masked
+# out): every distinct (rows x width) shape makes the CPU matmul library build and cache a
+# kernel with its own buffers, and with exact widths a soak's memory kept growing as new
+# shapes arrived; 16 costs at most 15 padded positions per prompt.
+PREFILL_BUCKET = 16
+
+
+def _bucketed(width: int) -> int:
+    return -(-width // PREFILL_BUCKET) * PREFILL_BUCKET
 
 
 def _cat_left_padded(first: Any, second: Any, length: int, dim: int) -> Any:

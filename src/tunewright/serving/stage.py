@@ -48,6 +48,7 @@ def serve(
     from tunewright.serving.pool import load_pool
 
     console = console or Console(stderr=True)
+    _bound_kernel_cache()
     sock = bind(host, port)
     with console.status(f"loading {target.base}"):
         pool = load_pool(target)
@@ -57,6 +58,19 @@ def serve(
     # request costs the event loop time under load.
     config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+# oneDNN (torch's CPU matmuls, bf16 among them) caches a built kernel, with its buffers, for
+# every new matrix shape, up to 1,024 of them by default; a server meets a new shape with every
+# batch size and prompt width, and its memory grew for as long as new shapes came. 64 kernels
+# hold every shape of a few recent batch sizes (each forward uses ~7); rebuilding one costs far
+# less than a decoding step. Read by oneDNN when it first builds a kernel, so set before
+# loading; a value the user set wins.
+KERNEL_CACHE_CAPACITY = "64"
+
+
+def _bound_kernel_cache() -> None:
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", KERNEL_CACHE_CAPACITY)
 
 
 def target_from_config(config: Config, adapters: list[str] | None = None) -> ServeTarget:

@@ -60,9 +60,9 @@ _TRIM_EVERY_S = 10.0
 def _release_free_memory() -> None:
     """Hands freed heap pages back to the OS (glibc's malloc_trim). Every decoding step
     allocates tensors of a new shape (the batch and the sequence change), and glibc keeps the
-    freed pages: a 10-minute soak grew the server's RSS by ~20% while tracemalloc saw Python's
-    own allocations flat over hundreds of requests. Trimming alone has not been shown to
-    bring the growth under 10% (see the README's soak row)."""
+    freed pages. Trimming alone left a 10-minute soak growing ~20%: most of that was oneDNN's
+    per-shape kernel cache, now bounded (`stage._bound_kernel_cache`, bucketed prefill widths
+    in `engine`); see the README's soak row."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
