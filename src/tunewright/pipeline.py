@@ -157,4 +157,6 @@ def _eval_metrics(config: Config) -> list[dict[str, Any]]:
     path = eval_metrics(config)
     if not path.is_file():
         return []
-    return json.loads(path.read_text(encoding="utf-8"))["metrics"]
+    results = json.loads(path.read_text(encoding="utf-8"))
+    suites = [row for suite in results.get("suites") or [] for row in suite["metrics"]]
+    return results["metrics"] + suites

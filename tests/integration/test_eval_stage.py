@@ -36,7 +36,7 @@ def project(folder: Path, model: Path) -> Path:
             "save_every": 1000,
             "eval_every": 1000,
         },
-        eval={"max_new_tokens": 12, "bootstrap_samples": 300, "general_probe": False},
+        eval={"max_new_tokens": 12, "bootstrap_samples": 300, "suites": []},
     )
 
 

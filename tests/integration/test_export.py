@@ -56,7 +56,7 @@ def write_project(folder: Path, model: Path, method: str) -> Path:
             "learning_rate": 0.02,
             **METHODS[method],
         },
-        eval={"max_new_tokens": 6, "bootstrap_samples": 50, "general_probe": False},
+        eval={"max_new_tokens": 6, "bootstrap_samples": 50, "suites": []},
     )
 
 

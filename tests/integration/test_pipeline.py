@@ -23,7 +23,7 @@ def project(folder: Path, model: Path, merge: bool) -> Path:
         name="pipe",
         data={"min_words": 1},
         train={"max_steps": 6, "batch_size": 8, "grad_accum": 1, "learning_rate": 0.003},
-        eval={"max_new_tokens": 8, "bootstrap_samples": 200, "general_probe": False},
+        eval={"max_new_tokens": 8, "bootstrap_samples": 200, "suites": []},
         export={"merge": merge},
     )
 

@@ -60,7 +60,7 @@ def project(folder: Path, model: Path) -> Path:
             "max_new_tokens": 4,
             "max_examples": 4,
             "bootstrap_samples": 20,
-            "general_probe": False,
+            "suites": [],
         },
         export={"dtype": "float16"},
         serve={"api_keys": [CONFIG_KEY], "log_content": True, "max_tokens": 8},

@@ -30,7 +30,7 @@ REWARDS = [
     {"type": "regex", "pattern": r"^\s*\d+", "weight": 0.5},
     {"python": f"{__name__}:brevity"},
 ]
-GRPO_EVAL = {"max_new_tokens": 4, "general_probe": False, "bootstrap_samples": 50}
+GRPO_EVAL = {"max_new_tokens": 4, "suites": [], "bootstrap_samples": 50}
 
 
 def brevity(completion: str, reference: str | None, prompt: list[dict]) -> float:

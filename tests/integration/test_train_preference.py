@@ -176,7 +176,7 @@ def test_eval_scores_preference_accuracy_on_held_out_pairs(tmp_path, tiny_model_
         model=tiny_model_dir,
         rows=pair_rows(20),
         train={**TRAIN, "objective": "dpo"},
-        eval={"max_new_tokens": 4, "general_probe": False, "bootstrap_samples": 50},
+        eval={"max_new_tokens": 4, "suites": [], "bootstrap_samples": 50},
     )
     config = load_config(path)
     run_job(config, build_job(config, console=None))

@@ -33,9 +33,13 @@ _SYNONYMS = {
 _REPLACED = {
     "openai.method": "train.objective",
     "openai.hyperparameters.beta": "train.preference.beta",
+    "eval.general_probe": "eval.suites",
 }
 # An old value spelled the new key's way; a key not here keeps its value.
-_REPLACED_VALUES = {"openai.method": {"supervised": "sft", "dpo": "dpo"}}
+_REPLACED_VALUES: dict[str, dict[Any, str]] = {
+    "openai.method": {"supervised": "sft", "dpo": "dpo"},
+    "eval.general_probe": {True: "[builtin]", False: "[]"},
+}
 
 
 def describe_errors(exc: ValidationError) -> list[str]:
@@ -83,7 +87,7 @@ def _use_instead(key: str, value: Any) -> str:
     """`replaced; use train.objective: dpo`: the new key, with the old value where it carries."""
     new = _REPLACED[key]
     if key in _REPLACED_VALUES:
-        value = _REPLACED_VALUES[key].get(value) if isinstance(value, str) else None
+        value = _REPLACED_VALUES[key].get(value) if isinstance(value, (str, bool)) else None
     shown = f": {value}" if isinstance(value, (str, int, float)) else ""
     return f"replaced; use {new}{shown}"
 

@@ -405,17 +405,15 @@ class EvalSection(Section):
     primary_metric: str | Auto = Field(
         "auto", description="The metric the verdict and eval.gate.improvement judge."
     )
-    general_probe: bool = Field(
-        True, description="Also run the general-skills probe set to catch forgetting."
-    )
     judge: JudgeSection | None = Field(
         None,
         description="Pairwise LLM judge of base vs tuned answers (both orders); empty: none.",
     )
     suites: list[str] = Field(
-        default_factory=list,
+        default_factory=lambda: ["builtin"],
         description="Multiple-choice suites scored by log-likelihood, base vs tuned, to catch "
-        "forgetting: JSONL files (question, choices, answer) or builtin.",
+        "forgetting: builtin (293 general questions), JSONL files (question, choices, answer) "
+        "or lm-eval task YAML files; [] turns them off.",
     )
     slices: list[str] = Field(
         default_factory=lambda: ["label", "source", "prompt_length"],

@@ -50,7 +50,8 @@ def evaluate(
 
 def print_eval_summary(results: dict) -> None:
     table = Table("metric", "base", "tuned", "difference (95% CI)", "p", "verdict")
-    for row in results["metrics"] + results.get("probe", {}).get("metrics", []):
+    suite_rows = [row for suite in results.get("suites") or [] for row in suite["metrics"]]
+    for row in results["metrics"] + suite_rows:
         table.add_row(
             row["metric"],
             f"{row['base']:.4g}",

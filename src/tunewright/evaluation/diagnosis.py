@@ -3,9 +3,11 @@ with its evidence and the config change it suggests.
 
 - under-trained: eval loss still falling over the last evaluations;
 - over-trained: eval loss rising from its lowest point while train loss kept falling;
-- too little eval data: the smallest difference this many examples could detect (80% power,
-  two-sided 5% test) on the primary metric is larger than a difference worth detecting;
-- degenerate outputs: empty answers, repetition loops, answers running far past the references.
+- too little eval data: the verdict is not significant, and the smallest difference this many
+  examples could detect (80% power, two-sided 5% test) on the primary metric is larger than a
+  difference worth detecting;
+- degenerate outputs: empty answers, repetition loops, answers running far past the references;
+- forgetting: a benchmark suite (eval.suites) significantly worse after tuning.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ RUNAWAY_FACTOR = 2.0
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # under_trained | over_trained | too_little_eval_data | degenerate_outputs
+    kind: (
+        str  # under_trained | over_trained | too_little_eval_data | degenerate_outputs | forgetting
+    )
     finding: str  # what is wrong, with its evidence
     suggestion: str  # the config change
 
@@ -60,8 +64,28 @@ def diagnose(
         _over_trained(evals, losses, hyper),
         _too_little_eval_data(results),
         _degenerate(results.get("examples") or []),
+        _forgetting(results.get("suites") or [], hyper),
     ]
     return [f for f in found if f is not None]
+
+
+def _forgetting(suites: list[dict[str, Any]], hyper: dict[str, Any]) -> Finding | None:
+    worse = [
+        f"{row['metric']} {row['base']:.1%} -> {row['tuned']:.1%} (p = {row['p_value']:.2g})"
+        for suite in suites
+        for row in suite.get("metrics") or []
+        if row.get("verdict") == "worse"
+    ]
+    if not worse:
+        return None
+    rate = hyper.get("learning_rate")
+    lower = f"train.learning_rate: {rate / 2:g}, " if isinstance(rate, (int, float)) else ""
+    return Finding(
+        "forgetting",
+        f"Forgetting: general skills dropped significantly ({'; '.join(worse)}).",
+        f"If they matter, train gentler ({lower}fewer train.epochs, or a smaller train.lora.r) "
+        "or mix general examples into the training set (data.train entries with weight).",
+    )
 
 
 def _under_trained(evals: list[tuple[int, float]], hyper: dict[str, Any]) -> Finding | None:
@@ -111,7 +135,8 @@ def _too_little_eval_data(results: dict[str, Any]) -> Finding | None:
     metric = str(results.get("primary_metric") or "")
     deltas = [float(e["delta"]) for e in results.get("examples") or [] if "delta" in e]
     n = len(deltas)
-    if n < 2 or metric not in _PRIMARY_TEXT:
+    # A significant verdict means these examples sufficed for the difference there is.
+    if n < 2 or metric not in _PRIMARY_TEXT or results.get("verdict") in ("better", "worse"):
         return None
     target = WORTH_DETECTING[metric_kind(metric)]
     # A spread of 0 (every example changed alike) says nothing of the next sample: assume

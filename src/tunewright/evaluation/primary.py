@@ -26,6 +26,16 @@ CLOSED_FORM = ("exact_match", "accuracy")
 class Primary:
     metric: str
     reason: str  # e.g. "auto: free-form references (median 16 words, 81 of 81 distinct)"
+    free_form: bool = False  # a judge, when configured, reads these better than any overlap
+
+
+def with_judge(chosen: Primary, judge_metric: str, judge_model: str) -> Primary:
+    """Free-form references with a judge configured: the judge's verdict is primary, since it
+    reads what an answer says rather than which characters it shares with one reference."""
+    if not chosen.free_form:
+        return chosen
+    reason = chosen.reason.removeprefix("auto: ")
+    return Primary(judge_metric, f"auto: {reason}, and a judge ({judge_model}) is configured", True)
 
 
 def choose_primary(references: list[str], metrics: list[str], task: str) -> Primary:
@@ -42,7 +52,7 @@ def choose_primary(references: list[str], metrics: list[str], task: str) -> Prim
         f"median {median:g} words, {len(set(references))} of {len(references)} distinct: "
         "paraphrases are right without matching exactly"
     )
-    return Primary(metric, f"auto: free-form references ({why}){missing}")
+    return Primary(metric, f"auto: free-form references ({why}){missing}", free_form=True)
 
 
 def _closed_form_reason(references: list[str], task: str) -> str | None:

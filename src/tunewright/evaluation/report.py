@@ -1,7 +1,7 @@
 """Evaluation reports people read: `report.html` (one self-contained file) and `report.md`.
 
 Both answer "did fine-tuning help?" at the top, then give the evidence: the metric table with
-confidence intervals and tests, the general-skills probe (forgetting check), the examples that
+confidence intervals and tests, the benchmark suites (forgetting check), the examples that
 changed most, and the run details. Both are rendered from the `results` dict the evaluation stage
 builds (the same data it writes to metrics.json); optional keys may be missing.
 
@@ -133,7 +133,6 @@ def _report_view(results: Results) -> dict[str, Any]:
     """Everything the templates show except the examples, as display values."""
     models = results.get("models") or {}
     verdict = _overall_verdict(results)
-    probe = results.get("probe")
     return {
         "run": results.get("run") or "run",
         "base": models.get("base", "?"),
@@ -144,16 +143,9 @@ def _report_view(results: Results) -> dict[str, Any]:
         "summary": summary_sentence(results),
         "primary_line": _primary_line(results),
         "diagnosis": [f"{d['finding']} {d['suggestion']}" for d in results.get("diagnosis") or []],
-        "probe_line": _probe_line(results),
+        "forgetting_line": _forgetting_line(results),
         "warnings": results.get("warnings") or [],
         "metrics": [_metric_cells(row) for row in _metric_rows(results)],
-        "probe": {
-            "n_examples": probe.get("n_examples"),
-            "note": probe.get("note"),
-            "metrics": [_metric_cells(row) for row in _metric_rows(probe)],
-        }
-        if probe
-        else None,
         "primary_metric": str(results.get("primary_metric") or "score"),
         "details": _details(results),
         "judge_line": _judge_line(results.get("judge")),
@@ -356,15 +348,15 @@ def _primary_line(results: Results) -> str | None:
     return f"Verdict on {results.get('primary_metric')} ({reason})." if reason else None
 
 
-def _probe_line(results: Results) -> str | None:
-    """One line on forgetting, from the general-skills probe, when it ran."""
-    rows = _metric_rows(results.get("probe"))
+def _forgetting_line(results: Results) -> str | None:
+    """One line on forgetting, from the benchmark suites, when they ran."""
+    rows = [row for suite in results.get("suites") or [] for row in _metric_rows(suite)]
     if not rows:
         return None
     worse = [str(r.get("metric")) for r in rows if r.get("verdict") == "worse"]
     if worse:
-        return f"General-skills probe: worse on {', '.join(worse)} (possible forgetting)."
-    return "General-skills probe: no significant drop (no sign of forgetting)."
+        return f"Benchmark suites: worse on {', '.join(worse)} (possible forgetting)."
+    return "Benchmark suites: no significant drop (no sign of forgetting)."
 
 
 def _delta(example: Row) -> float | None:

@@ -2,7 +2,7 @@
 
 Read top to bottom: pick the examples, load base and tuned (one model with the adapter switched
 off and on, or two folders), generate with the same decoding settings, score every metric per
-example, compare with paired statistics, run the general-skills probe, write metrics.json and
+example, compare with paired statistics, score the multiple-choice suites, write metrics.json and
 the reports, and apply the gate.
 """
 
@@ -189,6 +189,7 @@ def _evaluate(config: Config, models: Models, records: list[Record], console: Co
     prompts = [prompt_messages(r) for r in records]
     references = [expected_answer(r) or "" for r in records]
     reason = "config: eval.primary_metric"
+    chosen = None
     if config.eval.primary_metric == "auto":
         from tunewright.evaluation.primary import choose_primary
 
@@ -219,6 +220,12 @@ def _evaluate(config: Config, models: Models, records: list[Record], console: Co
     if config.eval.judge is not None:
         judged = _judge(config, task, prompts, references, outputs, console)
         comparisons += judged["metrics"]
+        if chosen is not None and primary == chosen.metric:  # not the objective's own metric
+            from tunewright.evaluation.judge import METRIC as JUDGE_METRIC
+            from tunewright.evaluation.primary import with_judge
+
+            chosen = with_judge(chosen, JUDGE_METRIC, config.eval.judge.model)
+            primary, reason = chosen.metric, chosen.reason
     by_name = {c["metric"]: c for c in comparisons}
     if primary not in by_name:
         raise TunewrightError(
@@ -249,12 +256,10 @@ def _evaluate(config: Config, models: Models, records: list[Record], console: Co
         results["judge"] = {k: v for k, v in judged.items() if k != "metrics"}
         if warning := consistency_warning(judged):
             results.setdefault("warnings", []).append(warning)
-    if config.eval.general_probe:
-        results["probe"] = _probe(models, decoding, config, console)
     if config.eval.suites:
         from tunewright.evaluation.suites import compare_suites
 
-        results["suites"] = compare_suites(models, config)
+        results["suites"] = compare_suites(models, config, console)
     return results
 
 
@@ -340,32 +345,3 @@ def _compare_loss(models: Models, records: list[Record], config: Config) -> list
         )
         rows.append({**comparison.as_dict(), "higher_is_better": False})
     return rows
-
-
-def _probe(models: Models, decoding: Decoding, config: Config, console: Console) -> dict:
-    from tunewright.evaluation.probe import NOTE, PROBES, contains_answer
-    from tunewright.evaluation.stats import compare
-
-    prompts = [[{"role": "user", "content": q}] for q, _ in PROBES]
-    short = Decoding(max_new_tokens=min(48, decoding.max_new_tokens), seed=decoding.seed)
-    scores = {}
-    for which in ("base", "tuned"):
-        replies = _generate(models, which, prompts, short, config, console)
-        scores[which] = [
-            float(contains_answer(out, ref)) for out, (_, ref) in zip(replies, PROBES, strict=True)
-        ]
-    comparison = compare(
-        "probe_accuracy",
-        scores["base"],
-        scores["tuned"],
-        sum(scores["base"]) / len(PROBES),
-        sum(scores["tuned"]) / len(PROBES),
-        binary=True,
-        samples=config.eval.bootstrap_samples,
-        seed=config.seed,
-    )
-    return {
-        "n_examples": len(PROBES),
-        "note": NOTE,
-        "metrics": [{**comparison.as_dict(), "higher_is_better": True}],
-    }

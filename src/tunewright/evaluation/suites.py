@@ -10,12 +10,14 @@ accuracies are compared with McNemar's test and a paired bootstrap interval, lik
 right/wrong metric.
 
 A suite file is JSONL, one question per line: {"question": str, "choices": [str, ...],
-"answer": index | choice text}.
+"answer": index | choice text}; or an lm-eval task YAML over local data files
+(`lm_eval_task.py`), whose own context template and target delimiter replace ours.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +36,14 @@ def suite_path(config: Config, name: str) -> Path:
 
 
 def load_suite(path: Path) -> list[dict[str, Any]]:
-    """The questions of a suite file, each with `answer` as an index; every problem at once,
-    each named by file and line."""
+    """The questions of a suite file (JSONL, or an lm-eval task YAML), each with `answer` as an
+    index; every problem at once, each named by file and line."""
     if not path.is_file():
         raise TunewrightError(f"eval.suites: {path} does not exist")
+    if path.suffix in (".yaml", ".yml"):
+        from tunewright.evaluation.lm_eval_task import load_task
+
+        return load_task(path)
     questions, problems = [], []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -91,39 +97,58 @@ def choose(model: Any, tokenizer: Any, questions: list[dict[str, Any]]) -> list[
     ]
 
 
-def choice_scores(model: Any, tokenizer: Any, questions: list[dict[str, Any]]) -> list[list[float]]:
-    """Each choice's summed log-probability per UTF-8 byte: one forward pass per question over
-    all its choices, right-padded."""
+def choice_scores(
+    model: Any, tokenizer: Any, questions: list[dict[str, Any]], batch_rows: int = 32
+) -> list[list[float]]:
+    """Each choice's summed log-probability per UTF-8 byte. Every (question, choice) pair is a
+    row; rows are sorted by length and scored `batch_rows` at a time, left-padded so every
+    continuation ends at the last position, and the vocabulary projection runs only over the
+    positions that predict a continuation token (`logits_to_keep`): scoring every position of
+    a 49k-token vocabulary was most of the time."""
     import torch
 
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    found = []
-    for item in questions:
-        context = tokenizer(context_text(item["question"]), add_special_tokens=False).input_ids
-        continuations = [
-            tokenizer(f" {c}", add_special_tokens=False).input_ids for c in item["choices"]
-        ]
-        rows = [context + cont for cont in continuations]
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+    rows: list[tuple[int, int, list[int], int]] = []  # question, choice, tokens, continuation
+    for q_index, item in enumerate(questions):
+        text = item.get("context") or context_text(item["question"])
+        delimiter = item.get("delimiter", " ")
+        context = tokenizer(text, add_special_tokens=False).input_ids
+        for c_index, choice in enumerate(item["choices"]):
+            cont = tokenizer(f"{delimiter}{choice}", add_special_tokens=False).input_ids
+            rows.append((q_index, c_index, context + cont, len(cont)))
+    found = [[0.0] * len(item["choices"]) for item in questions]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i][2]))
+    for first in range(0, len(order), batch_rows):
+        batch = [rows[i] for i in order[first : first + batch_rows]]
+        width = max(len(tokens) for _, _, tokens, _ in batch)
+        keep = max(n for *_, n in batch) + 1
+        ids = torch.tensor([[pad] * (width - len(t)) + t for _, _, t, _ in batch], device=device)
+        mask = torch.tensor(
+            [[0] * (width - len(t)) + [1] * len(t) for _, _, t, _ in batch], device=device
+        )
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # The kept positions as an index tensor, not a count: a count slices a strided view,
+        # and the head's matmul on a strided 3-D input copied its weight once per row (a
+        # 64 x 576 x 49k copy per batch, most of the time); indexing hands it a contiguous copy.
+        window = torch.arange(width - keep, width, device=device)
         with torch.no_grad():
-            logprobs = torch.log_softmax(
-                model(input_ids=ids, attention_mask=mask).logits.float(), -1
-            )
-        scores = []
-        for row, (cont, choice) in enumerate(zip(continuations, item["choices"], strict=True)):
-            # token t is predicted by the logits at position t - 1
-            positions = torch.arange(len(context) - 1, len(context) + len(cont) - 1, device=device)
-            targets = torch.tensor(cont, device=device)
-            total = logprobs[row, positions, targets].sum().item()
-            scores.append(total / len(f" {choice}".encode()))
-        found.append(scores)
+            logits = model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=window
+            ).logits
+            logprobs = torch.log_softmax(logits.float(), -1)  # [rows, keep, vocab]
+        for row, (q_index, c_index, tokens, n) in enumerate(batch):
+            # the last n tokens are the continuation; token t is predicted at t - 1, and the
+            # kept window's last position predicts nothing
+            targets = torch.tensor(tokens[-n:], device=device)
+            picked = logprobs[row, keep - 1 - n : keep - 1].gather(-1, targets[:, None])
+            item = questions[q_index]
+            continuation = item.get("delimiter", " ") + item["choices"][c_index]
+            found[q_index][c_index] = picked.sum().item() / len(continuation.encode())
     return found
 
 
-def compare_suites(models: Any, config: Config) -> list[dict[str, Any]]:
+def compare_suites(models: Any, config: Config, console: Any = None) -> list[dict[str, Any]]:
     """One entry per suite: its name, size, chance level and the accuracy comparison row."""
     from tunewright.evaluation.stats import compare
 
@@ -131,6 +156,7 @@ def compare_suites(models: Any, config: Config) -> list[dict[str, Any]]:
     for name in config.eval.suites:
         path = suite_path(config, name)
         questions = load_suite(path)
+        started = time.perf_counter()
         correct = {}
         for which in ("base", "tuned"):
             picks = models.run(which, lambda model, q=questions: choose(model, models.tokenizer, q))
@@ -138,6 +164,9 @@ def compare_suites(models: Any, config: Config) -> list[dict[str, Any]]:
                 float(p == q["answer"]) for p, q in zip(picks, questions, strict=True)
             ]
         n = len(questions)
+        if console is not None:
+            seconds = time.perf_counter() - started
+            console.print(f"suite {name}: {n} questions, base and tuned scored in {seconds:.1f} s")
         row = compare(
             f"{path.stem} accuracy",
             correct["base"],

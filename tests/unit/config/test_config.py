@@ -54,6 +54,18 @@ def test_synonyms_from_other_tools_are_suggested(tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", "eval.general_probe: replaced; use eval.suites: [builtin]"),
+        ("false", "eval.general_probe: replaced; use eval.suites: []"),
+    ],
+)
+def test_the_generation_probe_key_says_use_suites(tmp_path, value, expected):
+    assert problems_of(write(tmp_path, f"eval:\n  general_probe: {value}\n")) == [expected]
+    assert load_config(write(tmp_path, "eval: {}\n")).eval.suites == ["builtin"]
+
+
 def test_unknown_top_level_section_lists_known_keys(tmp_path):
     path = write(tmp_path, "zzz: 1\n")
     (problem,) = problems_of(path)

@@ -88,3 +88,22 @@ def test_too_little_eval_data_on_the_issues_nine_unchanged_exact_matches():
     found = kinds([], results([0.0] * 9, metric="exact_match"))["too_little_eval_data"]
     assert "only differences in exact_match of 46.7 points or more" in found.finding
     assert "one of 10 points needs about 196 examples." in found.finding
+
+
+def test_forgetting_when_a_suite_got_significantly_worse():
+    row = {"metric": "builtin accuracy", "base": 0.788, "tuned": 0.645, "p_value": 1.3e-8}
+    suites = [{"suite": "builtin", "metrics": [row | {"verdict": "worse"}]}]
+    found = {
+        f.kind: f
+        for f in diagnose([], HEALTHY | {"suites": suites}, HYPER | {"learning_rate": 2e-4})
+    }
+    assert "builtin accuracy 78.8% -> 64.5% (p = 1.3e-08)" in found["forgetting"].finding
+    assert "train.learning_rate: 0.0001" in found["forgetting"].suggestion
+    same = [{"suite": "builtin", "metrics": [row | {"verdict": "no significant change"}]}]
+    assert "forgetting" not in kinds([], HEALTHY | {"suites": same})
+
+
+def test_too_little_eval_data_is_quiet_once_the_verdict_is_significant():
+    few = results([0.0] * 9, metric="exact_match")
+    assert "too_little_eval_data" in kinds([], few | {"verdict": "no significant change"})
+    assert "too_little_eval_data" not in kinds([], few | {"verdict": "better"})

@@ -1,4 +1,5 @@
-"""`eval.primary_metric: auto`: exact match for closed-form references, chrF for free-form."""
+"""`eval.primary_metric: auto`: exact match for closed-form references, chrF for free-form, the
+judge for free-form when one is configured."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from tunewright.evaluation.primary import choose_primary
+from tunewright.evaluation.primary import choose_primary, with_judge
 
 GENERIC = ["exact_match", "chrf", "rougeL"]
 FREE_FORM = [
@@ -48,3 +49,12 @@ def test_classification_and_code_must_match():
     assert choose_primary(FREE_FORM, ["accuracy", "f1"], "classification").metric == "accuracy"
     code = choose_primary(FREE_FORM, ["exact_match", "chrf", "bleu"], "code")
     assert code.metric == "exact_match" and "task code" in code.reason
+
+
+def test_a_configured_judge_is_primary_for_free_form_references_only():
+    free = with_judge(choose_primary(FREE_FORM, GENERIC, "chat"), "judge_win_rate", "big-judge")
+    assert free.metric == "judge_win_rate"
+    assert free.reason.startswith("auto: free-form references (median 16 words")
+    assert free.reason.endswith("and a judge (big-judge) is configured")
+    closed = choose_primary([str(i) for i in range(6)], GENERIC, "instruction")
+    assert with_judge(closed, "judge_win_rate", "big-judge") == closed

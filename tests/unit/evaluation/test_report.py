@@ -70,11 +70,14 @@ def _results(**overrides: Any) -> dict[str, Any]:
                 p_value=0.0341, verdict="better",
             ),
         ],
-        "probe": {
-            "n_examples": 30,
-            "metrics": [_metric("accuracy", 0.8, 0.7667, ci_low=-0.2, ci_high=0.1, p_value=0.5)],
-            "note": "general-skills probe: short questions with one clear answer",
-        },
+        "suites": [{
+            "suite": "builtin",
+            "n_questions": 30,
+            "chance": 0.25,
+            "metrics": [
+                _metric("builtin accuracy", 0.8, 0.7667, ci_low=-0.2, ci_high=0.1, p_value=0.5)
+            ],
+        }],
         "examples": examples,
         "train": {"steps": 90, "final_loss": 0.21, "tokens_per_s": 190.0},
         "warnings": ["Only 10 examples: the confidence interval is wide | take care"],
@@ -179,18 +182,20 @@ def test_html_leads_with_verdict_and_formats_metric_table(tmp_path):
     ]  # fmt: skip
 
 
-def test_probe_table_is_separate_and_titled_as_forgetting_check(tmp_path):
+def test_suite_table_is_separate_and_titled_as_forgetting_check(tmp_path):
     page = _Page(_write(tmp_path, _results())[0])
-    assert "General-skills probe: checking for forgetting (30 questions)" in page.visible
-    assert page.tables["probe"][1] == [
-        "accuracy", "80.0%", "76.7%", "-3.3 pts", "-20.0 to +10.0", "McNemar", "0.500",
+    assert "Benchmark suites: checking for forgetting" in page.visible
+    assert "builtin: 30 questions, chance 25.0%" in page.visible
+    assert page.tables["suites"][1] == [
+        "builtin accuracy", "80.0%", "76.7%", "-3.3 pts", "-20.0 to +10.0", "McNemar", "0.500",
         "≈ no significant change",
     ]  # fmt: skip
-    assert "no sign of forgetting" in page.visible
+    assert "Benchmark suites: no significant drop (no sign of forgetting)" in page.visible
 
-    probe = _results()["probe"] | {"metrics": [_metric("accuracy", 0.9, 0.5, verdict="worse")]}
-    page = _Page(_write(tmp_path, _results(probe=probe))[0])
-    assert "worse on accuracy (possible forgetting)" in page.visible
+    worse = _metric("builtin accuracy", 0.9, 0.5, verdict="worse")
+    suites = [_results()["suites"][0] | {"metrics": [worse]}]
+    page = _Page(_write(tmp_path, _results(suites=suites))[0])
+    assert "worse on builtin accuracy (possible forgetting)" in page.visible
 
 
 def test_user_text_is_escaped_and_whitespace_kept(tmp_path):
@@ -302,8 +307,8 @@ def test_markdown_has_summary_tables_examples_and_escapes_pipes(tmp_path):
         in md
     )
     assert "| loss (lower is better) | 2.31 | 0.420 | -1.89 |" in md
-    assert "### General-skills probe: checking for forgetting" in md
-    assert "| accuracy | 80.0% | 76.7% |" in md
+    assert "### Benchmark suites: checking for forgetting" in md
+    assert "| builtin accuracy | 80.0% | 76.7% |" in md
     assert "- ⚠️ Only 10 examples: the confidence interval is wide | take care" in md
     assert "```text\nExtract the order from message 0.\n\n\n  Keep  the spacing.\n```" in md
     assert "\n\n\n" not in re.sub(r"```text\n.*?\n```", "(block)", md, flags=re.S)
