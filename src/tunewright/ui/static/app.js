@@ -314,7 +314,7 @@ async function feedbackPage(id) {
     } catch (error) { result.textContent = `import failed: ${error.message}`; }
   } }, "Import judged exchanges as training data");
   page.replaceChildren(el("h1", {}, `${id}: feedback`), runNav(id, "feedback"),
-    el("p", { class: "muted" }, `${data.log}: ${data.total} exchanges with content${data.without_content ? `, ${data.without_content} logged without (serve.log_content was off)` : ""}`),
+    el("p", { class: "muted" }, `${data.log}: ${data.total} exchanges with content${data.without_content ? `, ${data.without_content} without (model listings, or serve.log_content off)` : ""}`),
     importButton, result,
     items.length ? el("div", { id: "exchanges" }, items) : el("p", {}, "No exchanges logged with content: serve the run with serve.log_content: true."));
 }
