@@ -219,6 +219,41 @@ def test_chat_streams_base_and_tuned_replies(browser, ui) -> None:
         assert int(box.get_attribute("data-pieces")) >= 1
 
 
+@pytest.fixture(scope="module")
+def embedded_run(project: Path) -> str:
+    """A run of the real embedded model (two LoRA steps) beside the tiny ones, for chat."""
+    from tunewright.config import load_config
+    from tunewright.training.stage import train_model
+
+    config = make_project(
+        project / "embedded",
+        model="smollm2-135m-instruct",
+        rows=ROWS,
+        name="embedded",
+        runs_dir="../runs",
+        data={"min_words": 1},
+        train={"max_steps": 2, "batch_size": 4},
+        eval={"max_new_tokens": 12},
+    )
+    train_model(load_config(config))
+    return "embedded"
+
+
+def test_chat_streams_a_reply_from_the_embedded_model(browser, ui, embedded_run) -> None:
+    browser.get(f"{ui}/#/chat/{embedded_run}")
+    css(browser, "#chat-load").click()
+    progress = css(browser, "#chat-progress")
+    wait(browser, lambda b: progress.get_attribute("data-state") == "ready", "models loaded")
+    assert "max 12 new tokens" in progress.text
+    browser.find_element(By.ID, "chat-prompt").send_keys("What is the capital of France?")
+    browser.find_element(By.ID, "chat-send").click()
+    for which in ("base", "tuned"):
+        box = css(browser, f"#answer-{which}")
+        wait(browser, lambda b, box=box: box.get_attribute("data-state") == "done", which)
+        assert int(box.get_attribute("data-pieces")) >= 2  # streamed, not one block
+        assert "Paris" in box.text, box.text  # the real model's greedy answer
+
+
 def test_feedback_marks_then_imports_as_training_rows(browser, ui, project) -> None:
     browser.get(f"{ui}/#/feedback/pipe")
     good = css(browser, '.exchange[data-request="req-0"]')
