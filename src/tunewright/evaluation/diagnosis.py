@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 # Relative drop (or rise) of eval loss between evaluations that counts as a real trend.
 TREND = 0.02
+# Eval loss (nats per answer token) below which the answers are near-certain already: still
+# falling by 2% there is no sign of under-training (the quickstart ends at 0.010).
+SETTLED_LOSS = 0.05
 # A difference worth detecting, per kind of metric: 10 points of a rate, 5 chrF/BLEU points,
 # 0.1 nats of loss.
 WORTH_DETECTING = {"rate": 0.10, "score": 5.0, "real": 0.1}
@@ -91,6 +94,8 @@ def _forgetting(suites: list[dict[str, Any]], hyper: dict[str, Any]) -> Finding 
 def _under_trained(evals: list[tuple[int, float]], hyper: dict[str, Any]) -> Finding | None:
     last = [loss for _, loss in evals[-3:]]
     if len(last) < 2 or any(b > a * (1 - TREND) for a, b in pairwise(last)):
+        return None
+    if last[-1] < SETTLED_LOSS:
         return None
     curve = " -> ".join(f"{loss:.3f}" for loss in last)
     steps = f"steps {evals[-len(last)][0]}-{evals[-1][0]}"

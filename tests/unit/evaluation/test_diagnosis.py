@@ -107,3 +107,9 @@ def test_too_little_eval_data_is_quiet_once_the_verdict_is_significant():
     few = results([0.0] * 9, metric="exact_match")
     assert "too_little_eval_data" in kinds([], few | {"verdict": "no significant change"})
     assert "too_little_eval_data" not in kinds([], few | {"verdict": "better"})
+
+
+def test_not_under_trained_once_the_eval_loss_is_near_zero():
+    # the quickstart's last evaluations: still falling 10% each, but every answer is right
+    assert "under_trained" not in kinds(history([0.012, 0.011, 0.0099], FALLING_TRAIN), HEALTHY)
+    assert "under_trained" in kinds(history([1.2, 1.1, 0.99], FALLING_TRAIN), HEALTHY)
