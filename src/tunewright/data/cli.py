@@ -157,10 +157,10 @@ def data_render(
 ) -> None:
     """Show the exact tokens an example trains on, marking those that carry loss; both sides
     of a preference pair, and the label of binary feedback."""
-    from tunewright.chat import render_example, render_markup
+    from tunewright.chat import render_markup
     from tunewright.config import load_config
     from tunewright.data.prepare import load_side
-    from tunewright.data.records import location, sides
+    from tunewright.data.records import location, render_sides
     from tunewright.files import read_jsonl
     from tunewright.models import load_base_tokenizer
     from tunewright.runs import data_split
@@ -178,14 +178,9 @@ def data_render(
         if not 0 <= i < len(records):
             raise TunewrightError(f"--index {i}: {split} has {len(records)} examples")
         record = records[i]
-        for side, messages in sides(record):
-            rendered = render_example(
-                tokenizer,
-                messages,
-                tools=record.get("tools"),
-                train_on_prompt=cfg.train.train_on_prompt,
-                max_seq_len=cfg.data.max_seq_len,
-            )
+        for side, rendered in render_sides(
+            tokenizer, record, cfg.train.train_on_prompt, cfg.data.max_seq_len
+        ):
             out.rule(f"{split}[{i}] {location(record)}" + (f" {side}" if side else ""))
             out.print(render_markup(tokenizer, rendered), highlight=False)
             out.print(_token_summary(rendered))

@@ -143,3 +143,25 @@ def sides(record: Record) -> list[tuple[str, list[dict[str, Any]]]]:
         (side, [*record["messages"], {"role": "assistant", "content": record.get(side) or ""}])
         for side in ("chosen", "rejected")
     ]
+
+
+def render_sides(
+    tokenizer: Any, record: Record, train_on_prompt: bool, max_seq_len: int
+) -> list[tuple[str, Any]]:
+    """Each side of a record rendered exactly as training sees it (`chat.Rendered`): what
+    `tunewright data render` prints and the web UI's data page draws."""
+    from tunewright.chat import render_example
+
+    return [
+        (
+            side,
+            render_example(
+                tokenizer,
+                messages,
+                tools=record.get("tools"),
+                train_on_prompt=train_on_prompt,
+                max_seq_len=max_seq_len,
+            ),
+        )
+        for side, messages in sides(record)
+    ]

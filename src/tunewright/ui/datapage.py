@@ -38,8 +38,8 @@ def render_row(run: Path, split: str, index: int) -> dict[str, Any]:
     """Example `index` of a prepared split as token boxes, (text, carries loss) each, per side
     (a preference pair has two). Slow the first time: the tokenizer loads (sync route, so a
     worker thread waits for it, not the event loop)."""
-    from tunewright.chat import render_example, token_boxes
-    from tunewright.data.records import location, sides
+    from tunewright.chat import token_boxes
+    from tunewright.data.records import location, render_sides
 
     if split not in ("train", "eval"):
         raise TunewrightError(f"split must be train or eval, not {split!r}")
@@ -50,14 +50,9 @@ def render_row(run: Path, split: str, index: int) -> dict[str, Any]:
     tokenizer = _tokenizer(run, config)
     record = records[index]
     rendered_sides = []
-    for side, messages in sides(record):
-        rendered = render_example(
-            tokenizer,
-            messages,
-            tools=record.get("tools"),
-            train_on_prompt=config.train.train_on_prompt,
-            max_seq_len=config.data.max_seq_len,
-        )
+    for side, rendered in render_sides(
+        tokenizer, record, config.train.train_on_prompt, config.data.max_seq_len
+    ):
         rendered_sides.append(
             {
                 "side": side,
